@@ -1,0 +1,58 @@
+"""misstep: failure-aware fine-tuning of LLM agents.
+
+The public API for plugins: the data model, the component base classes, the hook markers and the
+plugin manager. Plugins import from here only.
+"""
+
+from misstep.components import (
+    Backend,
+    Component,
+    Loss,
+    LossOutput,
+    Options,
+    Reformatter,
+    Sampling,
+    Stage,
+    TaskLoader,
+    Tool,
+    TrajectorySource,
+    Verifier,
+)
+from misstep.datamodel import (
+    SCHEMA_VERSION,
+    Candidate,
+    Example,
+    Message,
+    Provenance,
+    RankedExample,
+    Task,
+    Trajectory,
+    Verdict,
+    WeightSpan,
+)
+from misstep.errors import ComponentError, DataError, MisstepError, PluginError, RecipeError
+from misstep.hookspecs import hookimpl
+from misstep.jsonl import JsonlAppender, read_jsonl, write_jsonl
+from misstep.plugins import Plugins, get_plugins
+from misstep.recipe import (
+    BackendRef,
+    LossRef,
+    ModelSpec,
+    ReformatterRef,
+    SourceRef,
+    StageInput,
+    TaskRef,
+    ToolRef,
+    VerifierRef,
+    load_recipe,
+)
+from misstep.stages import StageContext, run_recipe
+
+__all__ = [
+    "SCHEMA_VERSION", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError", "Example",
+    "JsonlAppender", "Loss", "LossOutput", "LossRef", "Message", "MisstepError", "ModelSpec", "Options",
+    "PluginError", "Plugins", "Provenance", "RankedExample", "RecipeError", "Reformatter", "ReformatterRef",
+    "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef", "Tool",
+    "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan", "get_plugins",
+    "hookimpl", "load_recipe", "read_jsonl", "run_recipe", "write_jsonl",
+]

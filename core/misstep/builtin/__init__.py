@@ -1,0 +1,1 @@
+"""Components the core ships, registered as ordinary plugins (see ``misstep.plugins.BUILTINS``)."""

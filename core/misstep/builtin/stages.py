@@ -1,0 +1,100 @@
+"""Core pipeline stages that need no model: ``tasks`` (materialise tasks) and ``reformat``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from misstep.components import Options, Stage
+from misstep.datamodel import Task, Trajectory
+from misstep.hookspecs import hookimpl
+from misstep.jsonl import read_jsonl, write_jsonl
+from misstep.recipe import ReformatterRef, SourceRef, StageInput, TaskRef, dump_recipe
+from misstep.stages import StageContext
+
+
+def load_tasks(refs: list[Any], *, limit: int | None = None, shuffle: bool = False, seed: int = 0) -> list[Task]:
+    """Tasks from several loaders, ids made unique per dataset, optionally shuffled and cut to ``limit``."""
+    tasks: list[Task] = []
+    for ref in refs:
+        tasks.extend(ref.build().load())
+    if shuffle:
+        random.Random(seed).shuffle(tasks)
+    return tasks[:limit] if limit is not None else tasks
+
+
+class TasksStage(Stage["TasksStage.Options"]):
+    """Load tasks from one or more loaders into ``tasks.jsonl`` (shuffled, limited)."""
+
+    name = "tasks"
+
+    class Options(Options):
+        tasks: list[TaskRef] = Field(min_length=1)
+        limit: int | None = Field(default=None, gt=0)
+        shuffle: bool = False
+
+        @model_validator(mode="before")
+        @classmethod
+        def _one_or_many(cls, data: Any) -> Any:
+            if isinstance(data, dict) and isinstance(data.get("tasks"), (dict, str)):
+                data = {**data, "tasks": [data["tasks"]]}
+            return data
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        tasks = load_tasks(self.options.tasks, limit=self.options.limit, shuffle=self.options.shuffle, seed=ctx.seed)
+        path = ctx.dir / "tasks.jsonl"
+        write_jsonl(path, tasks)
+        ctx.log(f"{len(tasks)} tasks -> {path}")
+        return {"tasks": path, "count": len(tasks)}
+
+
+class ReformatStage(Stage["ReformatStage.Options"]):
+    """Turn trajectories (from an earlier stage or a source) into training examples with a reformatter."""
+
+    name = "reformat"
+
+    class Options(Options):
+        reformatter: ReformatterRef
+        trajectories: Annotated[str | None, StageInput()] = Field(
+            default=None, description="earlier stage whose `trajectories` output to read")
+        source: SourceRef | None = Field(default=None, description="or: a trajectory source")
+        tasks: Annotated[str | None, StageInput()] = Field(
+            default=None, description="earlier stage whose `tasks` output holds the questions "
+            "(default: the `trajectories` stage's own tasks, when it has them)")
+
+        @model_validator(mode="after")
+        def _one_input(self) -> ReformatStage.Options:
+            if (self.trajectories is None) == (self.source is None):
+                raise ValueError("give exactly one of `trajectories:` (an earlier stage) or `source:`")
+            return self
+
+    def _trajectories(self, ctx: StageContext) -> Iterator[Trajectory]:
+        if self.options.source is not None:
+            yield from self.options.source.build().trajectories(ctx)
+        else:
+            yield from read_jsonl(ctx.output(self.options.trajectories, "trajectories"), Trajectory)
+
+    def _tasks(self, ctx: StageContext) -> dict[str, Task]:
+        stage = self.options.tasks or self.options.trajectories
+        if stage is None or (self.options.tasks is None and "tasks" not in ctx.run.outputs.get(stage, {})):
+            return {}
+        return {t.id: t for t in read_jsonl(ctx.output(stage, "tasks"), Task)}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        tasks = self._tasks(ctx)
+        reformatter = self.options.reformatter.build()
+        path: Path = ctx.dir / "examples.jsonl"
+        count = write_jsonl(path, reformatter.reformat(self._trajectories(ctx), tasks))
+        ctx.log(f"{count} examples -> {path}")
+        # the reformatter travels with the data so training can store it beside the model
+        return {"examples": path, "count": count, "reformatter": dump_recipe(self.options.reformatter)}
+
+
+@hookimpl
+def register_stages(register):  # type: ignore[no-untyped-def]
+    register(TasksStage)
+    register(ReformatStage)

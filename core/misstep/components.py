@@ -1,0 +1,172 @@
+"""What a component is, one base class per kind, and the contract of each kind's one method.
+
+A component is a class with a ``name``, an ``Options`` pydantic model (its recipe section is
+validated against it) and one obvious method. Plugins hand component classes to the ``register``
+callback of the matching hook in :mod:`misstep.hookspecs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from misstep.datamodel import Example, Message, RankedExample, Task, Trajectory, Verdict
+
+if TYPE_CHECKING:
+    from misstep.stages import StageContext
+
+
+class Options(BaseModel):
+    """Base of every component's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+O = TypeVar("O", bound=Options)
+
+
+class Component(Generic[O]):
+    """Base of all components. Subclasses set ``name``, optionally ``Options`` and ``summary``."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: O | None = None) -> None:
+        self.options: O = options if options is not None else self.Options()  # type: ignore[assignment]
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line saying what the component does: ``summary`` or the docstring's first line."""
+        if cls.summary:
+            return cls.summary
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class TaskLoader(Component[O]):
+    """Produces tasks: a dataset file loader or a generator."""
+
+    kind = "task"
+
+    def load(self) -> Iterable[Task]:
+        raise NotImplementedError
+
+
+class TrajectorySource(Component[O]):
+    """Produces trajectories: from files, agent rollouts, candidate pools, interactive editing."""
+
+    kind = "source"
+
+    def trajectories(self, ctx: StageContext) -> Iterable[Trajectory]:
+        raise NotImplementedError
+
+
+class Tool(Component[O]):
+    """A tool the agent can call: ``run`` takes the raw argument text and returns the observation.
+
+    ``run`` must not raise on bad arguments: it returns an observation that starts with ``Error:``.
+    """
+
+    kind = "tool"
+    description: ClassVar[str] = ""
+
+    def run(self, argument: str) -> str:
+        raise NotImplementedError
+
+
+class Verifier(Component[O]):
+    """Judges an answer against a task's gold answer."""
+
+    kind = "verifier"
+
+    def verify(self, task: Task, prediction: str | None, messages: Sequence[Message] = ()) -> Verdict:
+        raise NotImplementedError
+
+
+class Reformatter(Component[O]):
+    """Turns labelled trajectories into training examples (this is where NAT, NUT and Vanilla differ).
+
+    ``inference_prompt`` rewrites an evaluation prompt the way the trained model expects it (NAT adds
+    the positive hint); the train stage stores the reformatter with the model so evaluation applies it.
+    """
+
+    kind = "reformatter"
+
+    def reformat(self, trajectories: Iterable[Trajectory], tasks: Mapping[str, Task]) -> Iterable[Example]:
+        raise NotImplementedError
+
+    def inference_prompt(self, prompt: list[Message]) -> list[Message]:
+        return prompt
+
+
+@dataclass
+class LossOutput:
+    """A scalar loss tensor and named float metrics that the trainer logs."""
+
+    loss: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Loss(Component[O]):
+    """A training objective. ``ranked`` losses receive batches built from :class:`RankedExample`."""
+
+    kind = "loss"
+    ranked: ClassVar[bool] = False
+
+    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding parameters for one generation request."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+class Backend(Component[O]):
+    """Generates the next assistant turn for many conversations at once."""
+
+    kind = "backend"
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    def close(self) -> None:
+        """Release the model or connections."""
+
+
+class Stage(Component[O]):
+    """A step of a recipe. ``run`` writes into ``ctx.dir`` and returns its outputs (paths, metrics)."""
+
+    kind = "stage"
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Component[Any]]] = {
+    "task": TaskLoader,
+    "source": TrajectorySource,
+    "tool": Tool,
+    "verifier": Verifier,
+    "reformatter": Reformatter,
+    "loss": Loss,
+    "backend": Backend,
+    "stage": Stage,
+}
+
+RECORD_TYPES = {model.kind: model for model in (Task, Trajectory, Example, RankedExample)}

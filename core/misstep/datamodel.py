@@ -1,0 +1,164 @@
+"""The records misstep passes around: tasks, messages, trajectories, verdicts and training examples.
+
+Every record is a pydantic model that round-trips through JSON Lines (see :mod:`misstep.jsonl`).
+Each carries ``schema_version`` so that files written by a newer misstep are refused, not misread.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+Role = Literal["system", "user", "assistant", "tool"]
+Answer = str | int | float | bool | list[str] | None
+
+
+class Record(BaseModel):
+    """Base of every stored record: strict keys and a schema version."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: ClassVar[str] = "record"
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {value} was written by a newer misstep (this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade misstep to read it"
+            )
+        return value
+
+
+class Task(Record):
+    """One question to solve, with its gold answer."""
+
+    kind: ClassVar[str] = "task"
+
+    id: str
+    question: str
+    answer: Answer = None
+    dataset: str = ""
+    split: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class WeightSpan(BaseModel):
+    """A character range ``[start, end)`` of a message's content with its own loss weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: int = Field(ge=0)
+    end: int | None = Field(default=None, description="exclusive; None means to the end")
+    weight: float
+
+
+class Message(BaseModel):
+    """One conversation turn and how training treats it.
+
+    ``train`` left as None means the default: assistant turns are trained, all others masked.
+    ``weight`` scales the loss of every trained token; ``spans`` override it for parts of the content.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str
+    train: bool | None = None
+    weight: float = 1.0
+    spans: list[WeightSpan] = Field(default_factory=list)
+
+    @property
+    def trained(self) -> bool:
+        return self.role == "assistant" if self.train is None else self.train
+
+
+class Verdict(BaseModel):
+    """What a verifier concluded about a trajectory's answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    correct: bool | None = None
+    score: float = 0.0
+    prediction: str | None = None
+    feedback: str | None = None
+    first_wrong_step: int | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> Literal["positive", "negative", "unknown"]:
+        if self.correct is None:
+            return "unknown"
+        return "positive" if self.correct else "negative"
+
+
+class Provenance(BaseModel):
+    """Where a trajectory came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = ""
+    model: str = ""
+    temperature: float | None = None
+    sample: int = 0
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class Trajectory(Record):
+    """An agent's conversation on one task, with its verdict and provenance.
+
+    ``id`` is unique within a store; collection uses ``{task_id}#{sample key}``. The first
+    ``prompt_len`` messages are the prompt (instruction, question); the rest are the agent's turns
+    and the observations. Reformatters rebuild the prompt (adding hints) and keep the rest.
+    """
+
+    kind: ClassVar[str] = "trajectory"
+
+    id: str
+    task_id: str
+    messages: list[Message]
+    prompt_len: int = Field(default=0, ge=0)
+    verdict: Verdict | None = None
+    provenance: Provenance = Field(default_factory=Provenance)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> Literal["positive", "negative", "unknown"]:
+        return self.verdict.label if self.verdict else "unknown"
+
+
+class Example(Record):
+    """A training example: a conversation whose messages say which parts are trained and how much."""
+
+    kind: ClassVar[str] = "example"
+
+    id: str
+    messages: list[Message]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Candidate(BaseModel):
+    """One candidate response to a ranked prompt, with its reward (higher is better)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Message]
+    reward: float
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RankedExample(Record):
+    """k candidate responses to one prompt with their rewards, for ranking losses (RRHF)."""
+
+    kind: ClassVar[str] = "ranked_example"
+
+    id: str
+    prompt: list[Message]
+    candidates: list[Candidate] = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""misstep-nat: NAT (negative-aware training), NUT and Vanilla reformatters for misstep."""

@@ -1,0 +1,3 @@
+"""Hook implementations of misstep-trice (the entry point named in pyproject.toml)."""
+
+from __future__ import annotations
