@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -29,10 +30,6 @@ from misstep import hookspecs
 from misstep.components import KINDS, Component
 from misstep.errors import PluginError
 
-BUILTINS = (
-    "misstep.builtin.files",
-    "misstep.builtin.stages",
-)
 
 REGISTRATION_HOOKS = {
     "task": "register_tasks",
@@ -80,6 +77,13 @@ class PluginInfo:
     builtin: bool = False
 
 
+def builtin_modules() -> list[str]:
+    """Every module of the ``misstep.builtin`` package is a built-in plugin."""
+    import misstep.builtin
+
+    return [f"misstep.builtin.{m.name}" for m in pkgutil.iter_modules(misstep.builtin.__path__) if not m.ispkg]
+
+
 def _names_from_env(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
@@ -113,7 +117,7 @@ class Plugins:
             self.pm.trace.root.setwriter(lambda message: print(message, end="", file=sys.stderr))
             self.pm.enable_tracing()
         disabled = _names_from_env("MISSTEP_DISABLE_PLUGINS") or set()
-        for module_name in BUILTINS:
+        for module_name in builtin_modules():
             if module_name not in disabled:
                 self.add(importlib.import_module(module_name), module_name, builtin=True)
         if entry_points:
