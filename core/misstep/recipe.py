@@ -217,18 +217,25 @@ def apply_override(data: dict[str, Any], assignment: str) -> Loc:
             if last:
                 node[position] = value
             else:
-                node = node[position]
+                node = _descend(node, position)
         elif isinstance(node, dict):
             loc.append(part)
             if last:
                 node[part] = value
             else:
-                if not isinstance(node.get(part), (dict, list)):
-                    node[part] = {"use": node[part]} if isinstance(node.get(part), str) else {}
-                node = node[part]
+                node = _descend(node, part)
         else:
             raise RecipeError([Problem(format_loc(tuple(loc)), f"--set {key}: {format_loc(tuple(loc))} is not a mapping")])
     return tuple(loc)
+
+
+def _descend(container: Any, key: Any) -> Any:
+    """The child at ``key``, made a mapping when it is missing or a ``use:`` shorthand string."""
+    child = container.get(key) if isinstance(container, dict) else container[key]
+    if not isinstance(child, (dict, list)):
+        child = {"use": child} if isinstance(child, str) else {}
+        container[key] = child
+    return child
 
 
 def _item_name(item: Any, index: int) -> str | int:
