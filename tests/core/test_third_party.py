@@ -2,6 +2,7 @@
 usable from a recipe, and gone once uninstalled; `misstep new-plugin` output installs and passes its test."""
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -32,8 +33,11 @@ def venv(tmp_path_factory):
     return python
 
 
-def pip_install(python, path):
-    sh(python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-build-isolation", path)
+def pip_install(python, path, scratch):
+    """Install a copy (building in place would leave build/ folders in the source tree)."""
+    copy = scratch / f"src-{path.name}"
+    shutil.copytree(path, copy)
+    sh(python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-build-isolation", copy)
 
 
 def plugin_names(python):
@@ -42,7 +46,7 @@ def plugin_names(python):
 
 
 def test_example_plugin_install_use_uninstall(venv, tmp_path):
-    pip_install(venv, ROOT / "examples" / "misstep-example")
+    pip_install(venv, ROOT / "examples" / "misstep-example", tmp_path)
     installed = plugin_names(venv)
     assert installed["example"]["components"] == {"task": ["times-table"], "verifier": ["same-parity"]}
     sh(venv, "-m", "misstep", "run", ROOT / "examples" / "misstep-example" / "recipe.yaml", "--run-dir",
@@ -59,7 +63,7 @@ def test_scaffolded_plugin_installs_and_its_test_passes(venv, tmp_path):
     sh(sys.executable, "-m", "misstep", "new-plugin", "shout", "--dir", tmp_path)
     folder = tmp_path / "misstep-shout"
     assert {p.name for p in folder.iterdir()} == {"pyproject.toml", "README.md", "misstep_shout", "tests"}
-    pip_install(venv, folder)
+    pip_install(venv, folder, tmp_path)
     assert plugin_names(venv)["shout"]["components"] == {"tool": ["shout"]}
     sh(venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", folder / "tests", cwd=tmp_path)
     again = subprocess.run([sys.executable, "-m", "misstep", "new-plugin", "shout", "--dir", tmp_path],
