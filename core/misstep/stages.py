@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class StageContext:
 
     def log(self, message: str) -> None:
         if not self.run.quiet:
-            tqdm.write(f"[{self.name}] {message}")
+            tqdm.write(f"[{self.name}] {message}", file=sys.stderr)
 
     def trajectory_produced(self, trajectory: Any) -> None:
         """Announce a new trajectory to plugins (``trajectory_produced`` hook)."""
@@ -193,4 +194,4 @@ def run_recipe(recipe: Recipe, *, run_dir: str | Path | None = None, plugins: Pl
 
 def _say(run: Run, message: str) -> None:
     if not run.quiet:
-        tqdm.write(f"misstep: {message}")
+        tqdm.write(f"misstep: {message}", file=sys.stderr)
