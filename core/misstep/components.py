@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from misstep.datamodel import Example, Message, RankedExample, Task, Trajectory, Verdict
+from misstep.datamodel import Example, Message, Task, Trajectory, Verdict
 
 if TYPE_CHECKING:
     from misstep.stages import StageContext
@@ -168,5 +168,3 @@ KINDS: dict[str, type[Component[Any]]] = {
     "backend": Backend,
     "stage": Stage,
 }
-
-RECORD_TYPES = {model.kind: model for model in (Task, Trajectory, Example, RankedExample)}

@@ -17,7 +17,6 @@ import os
 import pkgutil
 import sys
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -238,8 +237,6 @@ class Plugins:
     def after_stage(self, ctx: Any, outputs: dict[str, Any]) -> None:
         self.pm.hook.after_stage(ctx=ctx, outputs=outputs)
 
-    def hook_names(self) -> Iterator[str]:
-        yield from (name for name in dir(hookspecs) if self.pm.parse_hookspec_opts(hookspecs, name))
 
 
 def _check_component(cls: Any, kind: str, plugin: str) -> None:
