@@ -34,6 +34,7 @@ from misstep.errors import ComponentError, DataError, MisstepError, PluginError,
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import JsonlAppender, read_jsonl, write_jsonl
 from misstep.plugins import Plugins, get_plugins
+from misstep.prompts import PromptTemplate
 from misstep.recipe import (
     BackendRef,
     LossRef,
@@ -51,7 +52,7 @@ from misstep.stages import StageContext, run_recipe
 __all__ = [
     "SCHEMA_VERSION", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError", "Example",
     "JsonlAppender", "Loss", "LossOutput", "LossRef", "Message", "MisstepError", "ModelSpec", "Options",
-    "PluginError", "Plugins", "Provenance", "RankedExample", "RecipeError", "Reformatter", "ReformatterRef",
+    "PluginError", "Plugins", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter", "ReformatterRef",
     "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef", "Tool",
     "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan", "get_plugins",
     "hookimpl", "load_recipe", "read_jsonl", "run_recipe", "write_jsonl",
