@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import typing
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import NoReturn
 
 import click
 
+from misstep.components import KINDS
 from misstep.errors import MisstepError, RecipeError
 from misstep.plugins import get_plugins
 from misstep.recipe import load_recipe
@@ -95,6 +98,35 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
     for name, reason in manager.failures.items():
         click.secho(f"not loaded: {name}: {reason}", fg="yellow", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--kind", type=click.Choice(sorted(KINDS)), help="Needed when several kinds use NAME.")
+def describe(name: str, kind: str | None) -> None:
+    """Show a component's recipe options: type, default and meaning of each key."""
+    manager = get_plugins()
+    kinds = [kind] if kind else [k for k in KINDS if name in manager.registry[k]]
+    if not kinds:
+        every = sorted({n for entries in manager.registry.values() for n in entries})
+        raise MisstepError(f"no component named {name!r}; installed: {', '.join(every)}")
+    if len(kinds) > 1:
+        raise MisstepError(f"{name!r} is a {' and a '.join(kinds)}; add --kind")
+    entry = manager.registry[kinds[0]][name]
+    click.echo(f"{kinds[0]} {name!r} (plugin {entry.plugin}): {entry.cls.describe()}")
+    fields = entry.cls.Options.model_fields
+    if not fields:
+        click.echo("  (no options)")
+    for key, info in fields.items():
+        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        kind_text = _type_name(info.annotation)
+        click.echo(f"  {key}: {kind_text} ({default})" + (f"\n      {info.description}" if info.description else ""))
+
+
+def _type_name(annotation: object) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return re.sub(r"\b[\w.]+\.(\w+)", r"\1", str(annotation)).replace("NoneType", "None")
 
 
 @cli.command("new-plugin")

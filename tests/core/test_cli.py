@@ -58,3 +58,13 @@ def test_readme_commands_and_ci_agree():
     assert test_command.startswith("python -m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci and "torch==2.13.0" in ci and '"$status" -eq 5' in ci
+
+
+def test_describe_lists_a_components_options():
+    out = misstep("describe", "jsonl")
+    assert out.returncode == 0
+    assert "task 'jsonl'" in out.stdout and "path: Path (required)" in out.stdout
+    assert "question: str (default 'question')" in out.stdout and "field holding the question" in out.stdout
+    assert "tasks: list[TaskRef] (required)" in misstep("describe", "tasks").stdout
+    unknown = misstep("describe", "nope")
+    assert unknown.returncode == 2 and "installed:" in unknown.stderr
