@@ -1,0 +1,80 @@
+"""The RRHF loss (Yuan et al. 2023) as TRICE's stage II uses it.
+
+For each query with candidates y_1..y_k and rewards r_1..r_k, the model's score of a candidate is its
+length-normalised log-likelihood over the response tokens only,
+``p_i = (1/|y_i|) * sum_t log pi(y_i,t | x, y_i,<t)``. The loss of a query is
+
+    rrhf_weight * sum_{r_i < r_j} max(0, p_i - p_j)  +  SFT(best candidate),
+
+where ties in reward contribute nothing and the SFT term is the mean negative log-likelihood over the
+best candidate's response tokens (= -p_best; padding and prompt never counted). The batch loss is the
+mean over queries, so k may differ per query and batches hold any number of queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from misstep_trice.layout import additive
+
+
+def kept_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits from the last prompt column on (the only ones that predict candidate tokens)."""
+    mask = batch["attention_mask"]
+    dtype = model.get_input_embeddings().weight.dtype
+    keep = batch["input_ids"].shape[1] - batch["prompt_width"].item() + 1
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=additive(mask, dtype) if mask.dtype == torch.bool else mask,
+        position_ids=batch["position_ids"],
+        logits_to_keep=keep,
+        use_cache=False,
+    )
+    return out.logits
+
+
+def candidate_scores(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(queries, K) length-normalised log-likelihoods from the kept logits; 0 where there is no candidate."""
+    rows, columns = batch["token_row"], batch["token_column"]
+    picked = logits[rows, columns, batch["token_id"]].float()
+    normaliser = torch.logsumexp(logits[rows, columns].float(), dim=-1)
+    token_logprobs = picked - normaliser
+    size = batch["rewards"].numel()
+    sums = torch.zeros(size, dtype=token_logprobs.dtype, device=logits.device)
+    sums = sums.index_add(0, batch["token_candidate"], token_logprobs)
+    counts = torch.bincount(batch["token_candidate"], minlength=size).clamp(min=1)
+    return (sums / counts).view_as(batch["rewards"])
+
+
+def rrhf_terms(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-query rank loss, SFT loss and the number of ranked pairs and of pairs already in order.
+
+    ``scores``, ``rewards`` and ``valid`` are (queries, K); pair (i, j) counts when r_i < r_j.
+    """
+    ordered = (rewards[:, :, None] < rewards[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    gap = scores[:, :, None] - scores[:, None, :]  # p_i - p_j
+    rank = torch.where(ordered, gap.clamp(min=0), torch.zeros_like(gap)).sum(dim=(1, 2))
+    best = rewards.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
+    sft = -scores.gather(1, best).squeeze(1)
+    return {
+        "rank": rank,
+        "sft": sft,
+        "pairs": ordered.sum(dim=(1, 2)),
+        "in_order": (ordered & (gap < 0)).sum(dim=(1, 2)),
+    }
+
+
+def rrhf_loss(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
+              rrhf_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The batch loss (mean over queries) and its logged parts."""
+    terms = rrhf_terms(scores, rewards, valid)
+    loss = (rrhf_weight * terms["rank"] + terms["sft"]).mean()
+    pairs = terms["pairs"].sum().item()
+    metrics = {
+        "rank_loss": terms["rank"].mean().item(),
+        "sft_loss": terms["sft"].mean().item(),
+        "pair_accuracy": terms["in_order"].sum().item() / pairs if pairs else 1.0,
+    }
+    return loss, metrics
