@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +92,14 @@ class ReformatStage(Stage["ReformatStage.Options"]):
         count = write_jsonl(path, reformatter.reformat(self._trajectories(ctx), tasks))
         ctx.log(f"{count} examples -> {path}")
         # the reformatter travels with the data so training can store it beside the model
-        return {"examples": path, "count": count, "reformatter": dump_recipe(self.options.reformatter)}
+        outputs: dict[str, Any] = {"examples": path, "count": count, "reformatter": dump_recipe(self.options.reformatter)}
+        report = getattr(reformatter, "report", None)  # optional: what the reformatter kept and dropped
+        if callable(report):
+            summary = report()
+            outputs["summary"] = ctx.dir / "summary.json"
+            outputs["summary"].write_text(json.dumps(summary, indent=2))
+            ctx.log(f"kept and dropped: {json.dumps(summary)}")
+        return outputs
 
 
 @hookimpl
