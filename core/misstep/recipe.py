@@ -338,7 +338,7 @@ def _check_stage_inputs(recipe: Recipe, problems: list[Problem]) -> None:
                     continue
                 value = getattr(stage._options, field_name)
                 for name in value if isinstance(value, list) else [value]:
-                    if name is not None and name not in seen:
+                    if isinstance(name, str) and name not in seen:  # other values (a model spec) are not stage names
                         choices = ", ".join(seen) or "(no earlier stage)"
                         problems.append(
                             Problem(format_loc(loc + (field_name,)), f"{name!r} is not an earlier stage; choose one of: {choices}")

@@ -1,0 +1,10 @@
+"""The agent runtime: the batched ReAct loop, a resumable trajectory store and evaluation metrics."""
+
+from misstep.agent.loop import STOP, Agent, PromptTransform, Rollout, rollout_key, rollout_seed
+from misstep.agent.metrics import markdown_table, report, summarize
+from misstep.agent.store import TrajectoryStore, trajectory_key
+
+__all__ = [
+    "STOP", "Agent", "PromptTransform", "Rollout", "TrajectoryStore", "markdown_table", "report", "rollout_key",
+    "rollout_seed", "summarize", "trajectory_key",
+]

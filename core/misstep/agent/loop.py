@@ -1,0 +1,187 @@
+"""The batched ReAct agent loop: each turn, every live trajectory generates in one backend call.
+
+Trajectories leave the batch as soon as they finish (``finish[...]``, an action error, or the turn
+limit) and waiting rollouts take their places, so the backend always sees up to ``batch_size``
+conversations. Finished trajectories are verified and yielded at once, for the caller to store.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from misstep.actions import ActionError, parse_action
+from misstep.backends import cut_at_stop
+from misstep.components import Backend, Sampling, Tool, Verifier
+from misstep.datamodel import Message, Provenance, Task, Trajectory
+from misstep.errors import ComponentError
+from misstep.prompts import PromptTemplate
+
+STOP = "\nObservation:"
+"""NAT's stop string: the model must not write the observation itself."""
+
+PromptTransform = Callable[[list[Message]], list[Message]]
+
+
+def rollout_seed(seed: int, task_id: str, temperature: float, sample: int) -> int:
+    """A seed for one rollout that depends only on the run seed and the rollout's identity."""
+    return zlib.crc32(f"{seed}|{task_id}|{temperature:g}|{sample}".encode())
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One trajectory to produce: a task, the sampling temperature, the sample number and a seed."""
+
+    task: Task
+    temperature: float = 0.0
+    sample: int = 0
+    seed: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.task.id}#t{self.temperature:g}-s{self.sample}"
+
+    @property
+    def key(self) -> tuple[str, float, int]:
+        return rollout_key(self.task.id, self.temperature, self.sample)
+
+
+def rollout_key(task_id: str, temperature: float | None, sample: int) -> tuple[str, float, int]:
+    """What identifies a rollout in a store: (task id, temperature, sample)."""
+    return task_id, round(float(temperature or 0.0), 6), sample
+
+
+@dataclass
+class _Live:
+    """A trajectory still in the batch."""
+
+    rollout: Rollout
+    messages: list[Message]
+    prompt_len: int
+    turns: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Agent:
+    """Runs the ReAct loop for many rollouts at once with a backend, tools and a verifier.
+
+    ``prompt_transform`` rewrites each rendered prompt (evaluation uses it to apply a trained model's
+    ``Reformatter.inference_prompt``). ``batch_size`` bounds the conversations per backend call; 1 gives
+    the one-task-at-a-time loop of the papers' code.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        tools: Sequence[Tool],
+        verifier: Verifier,
+        *,
+        prompt: PromptTemplate | None = None,
+        max_turns: int = 7,
+        max_new_tokens: int = 256,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (STOP,),
+        batch_size: int = 64,
+        prompt_transform: PromptTransform | None = None,
+        source: str = "agent",
+    ) -> None:
+        if max_turns < 1 or batch_size < 1:
+            raise ComponentError(f"max_turns and batch_size must be at least 1 (got {max_turns}, {batch_size})")
+        self.backend = backend
+        self.tools = {tool.name: tool for tool in tools}
+        self.verifier = verifier
+        self.prompt = prompt or PromptTemplate()
+        self.max_turns = max_turns
+        self.max_new_tokens = max_new_tokens
+        self.top_p = top_p
+        self.stop = tuple(stop)
+        self.batch_size = batch_size
+        self.prompt_transform = prompt_transform
+        self.source = source
+
+    def run(self, rollouts: Iterable[Rollout]) -> Iterator[Trajectory]:
+        """Yield one verified trajectory per rollout, in the order they finish."""
+        pending = iter(rollouts)
+        live: list[_Live] = []
+        while True:
+            while len(live) < self.batch_size and (rollout := next(pending, None)) is not None:
+                live.append(self._start(rollout))
+            if not live:
+                return
+            replies = self.backend.generate([state.messages for state in live], [self._sampling(s) for s in live])
+            if len(replies) != len(live):
+                raise ComponentError(
+                    f"backend {self.backend.name!r} returned {len(replies)} replies for {len(live)} conversations"
+                )
+            still: list[_Live] = []
+            for state, reply in zip(live, replies):
+                finished = self._step(state, reply)
+                if finished is None:
+                    still.append(state)
+                else:
+                    yield finished
+            live = still
+
+    def _start(self, rollout: Rollout) -> _Live:
+        prompt = self.prompt.render(rollout.task.question)
+        if self.prompt_transform is not None:
+            prompt = self.prompt_transform(prompt)
+        return _Live(rollout=rollout, messages=list(prompt), prompt_len=len(prompt))
+
+    def _sampling(self, state: _Live) -> Sampling:
+        seed = None if state.rollout.seed is None else (state.rollout.seed + state.turns) % 2**32
+        return Sampling(
+            temperature=state.rollout.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            stop=self.stop,
+            seed=seed,
+        )
+
+    def _step(self, state: _Live, reply: str) -> Trajectory | None:
+        """Record one assistant turn and act on it; return the trajectory when the episode ended."""
+        text = cut_at_stop(reply, self.stop).strip()
+        state.messages.append(Message(role="assistant", content=text))
+        state.turns += 1
+        action = parse_action(text, self.tools)
+        if isinstance(action, ActionError):
+            state.metadata["action_error"] = action.message
+            return self._finish(state, None, "action_error")
+        if action.is_finish:
+            return self._finish(state, action.argument, "finish")
+        state.messages.append(self.prompt.render_observation(self._observe(action.tool, action.argument)))
+        if state.turns >= self.max_turns:
+            return self._finish(state, None, "max_turns")
+        return None
+
+    def _observe(self, tool: str, argument: str) -> str:
+        try:
+            return self.tools[tool].run(argument)
+        except Exception as error:  # Tool.run must not raise; a plugin tool that does must not end the run
+            return f"Error: tool {tool!r} failed: {type(error).__name__}: {error}"
+
+    def _finish(self, state: _Live, prediction: str | None, end: str) -> Trajectory:
+        rollout = state.rollout
+        verdict = self.verifier.verify(rollout.task, prediction, state.messages)
+        return Trajectory(
+            id=rollout.id,
+            task_id=rollout.task.id,
+            messages=state.messages,
+            prompt_len=state.prompt_len,
+            verdict=verdict,
+            provenance=Provenance(
+                source=self.source,
+                model=self.backend.model_name,
+                temperature=rollout.temperature,
+                sample=rollout.sample,
+            ),
+            metadata={
+                "dataset": rollout.task.dataset,
+                "turns": state.turns,
+                "action_errors": int(end == "action_error"),
+                "end": end,
+                **state.metadata,
+            },
+        )

@@ -1,0 +1,138 @@
+"""The ``hf`` backend: an in-process transformers model (local folder, GGUF file or alias).
+
+Requests with the same sampling settings share one ``generate`` call (left padding, KV cache, stop
+strings that end each row on its own); the model loads on first use, in bf16 on a GPU.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field
+
+from misstep.backends import cut_at_stop
+from misstep.components import Backend, Options, Sampling
+from misstep.datamodel import Message
+from misstep.errors import ComponentError
+from misstep.recipe import ModelSpec
+
+
+class HFBackend(Backend["HFBackend.Options"]):
+    """Batched generation with a transformers model loaded in this process."""
+
+    name = "hf"
+
+    class Options(Options):
+        model: ModelSpec | None = Field(default=None, description="default: the recipe's model")
+        device: str = Field(default="auto", description="auto (cuda when available), cpu, cuda, cuda:1, ...")
+        batch_size: int = Field(default=64, gt=0, description="most conversations in one generate call")
+
+    def __init__(self, options: HFBackend.Options | None = None) -> None:
+        super().__init__(options)
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.options.model or ModelSpec()
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.path
+
+    def _loaded(self) -> tuple[Any, Any]:
+        if self._model is None:
+            import torch
+
+            from misstep.models import load_model, load_tokenizer
+
+            device = self.options.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            spec = self.spec
+            if spec.dtype == "auto":
+                spec = spec.model_copy(update={"dtype": "bfloat16" if device.startswith("cuda") else "float32"})
+            tokenizer = load_tokenizer(spec)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = load_model(spec).to(device)
+            model.eval()
+            self._model, self._tokenizer = model, tokenizer
+        return self._model, self._tokenizer
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+        if len(conversations) != len(sampling):
+            raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
+        model, tokenizer = self._loaded()
+        prompts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in conversation],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for conversation in conversations
+        ]
+        ids: list[list[int]] = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+        limit = getattr(model.config, "max_position_embeddings", None)
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        too_long = 0
+        for index, params in enumerate(sampling):
+            if limit is not None and len(ids[index]) >= limit:
+                too_long += 1
+            else:
+                groups[(params.temperature, params.top_p, params.max_new_tokens, params.stop)].append(index)
+        if too_long:
+            warnings.warn(f"{too_long} conversations fill the context of {self.model_name!r} ({limit} tokens); they "
+                          "get an empty reply (an action error). Lower `max_turns:` or `max_new_tokens:`", stacklevel=2)
+        replies = [""] * len(prompts)
+        size = self.options.batch_size
+        for indices in groups.values():
+            indices.sort(key=lambda i: len(ids[i]))  # similar lengths together: less padding
+            for start in range(0, len(indices), size):
+                chunk = indices[start : start + size]
+                texts = self._generate([ids[i] for i in chunk], sampling[chunk[0]], [sampling[i].seed for i in chunk])
+                for index, text in zip(chunk, texts):
+                    replies[index] = text
+        return replies
+
+    def _generate(self, ids: list[list[int]], params: Sampling, seeds: list[int | None]) -> list[str]:
+        """One ``generate`` call for tokenized prompts that share ``params`` (each fits the context)."""
+        import torch
+        from transformers import GenerationConfig
+
+        model, tokenizer = self._loaded()
+        encoded = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        length = encoded["input_ids"].shape[1]
+        limit = getattr(model.config, "max_position_embeddings", None)
+        sample = params.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens if limit is None else min(params.max_new_tokens, limit - length),
+            do_sample=sample,
+            temperature=params.temperature if sample else None,
+            top_p=params.top_p if sample else None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
+            stop_strings=list(params.stop) or None,
+        )
+        known = [seed for seed in seeds if seed is not None]
+        if known:
+            torch.manual_seed(zlib.crc32(" ".join(map(str, known)).encode()))
+        encoded = encoded.to(model.device)
+        with torch.inference_mode():
+            output = model.generate(**encoded, generation_config=config, tokenizer=tokenizer)
+        texts = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
+        return [cut_at_stop(text, params.stop) for text in texts]
+
+    def close(self) -> None:
+        if self._model is not None:
+            import torch
+
+            self._model = self._tokenizer = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

@@ -1,0 +1,135 @@
+"""The ``openai`` backend: any OpenAI-compatible chat endpoint (OpenAI, vLLM, ``transformers serve``).
+
+Requests run concurrently on an ``AsyncOpenAI`` client, at most ``concurrency`` at a time; each has a
+timeout, and 429 / 5xx / connection failures are retried with exponential backoff. An endpoint that
+stays unreachable raises :class:`~misstep.errors.ComponentError` saying which URL failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pydantic import Field
+
+from misstep.backends import cut_at_stop
+from misstep.components import Backend, Options, Sampling
+from misstep.datamodel import Message
+from misstep.errors import ComponentError
+
+T = TypeVar("T")
+MAX_API_STOPS = 4  # the OpenAI API accepts at most four stop sequences
+
+
+class OpenAIBackend(Backend["OpenAIBackend.Options"]):
+    """Chat completions from an OpenAI-compatible endpoint, with bounded concurrency and retries."""
+
+    name = "openai"
+
+    class Options(Options):
+        model: str = Field(description="model name the endpoint serves")
+        base_url: str = Field(default="https://api.openai.com/v1", description="endpoint, ending in /v1")
+        api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the key")
+        concurrency: int = Field(default=16, gt=0, description="requests in flight at once")
+        timeout: float = Field(default=120.0, gt=0, description="seconds per request")
+        retries: int = Field(default=4, ge=0, description="retries of a request after 429, 5xx or no connection")
+        backoff: float = Field(default=1.0, ge=0, description="first retry delay in seconds, doubled each time")
+
+    @property
+    def model_name(self) -> str:
+        return self.options.model
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+        if len(conversations) != len(sampling):
+            raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
+        if not conversations:
+            return []
+        return _run(self._generate_all(conversations, sampling))
+
+    async def _generate_all(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+        import openai
+
+        opts = self.options
+        client = openai.AsyncOpenAI(
+            base_url=opts.base_url,
+            api_key=os.environ.get(opts.api_key_env) or "not-needed",
+            timeout=opts.timeout,
+            max_retries=0,  # retries are ours, so their number and backoff are the options above
+        )
+        limit = asyncio.Semaphore(opts.concurrency)
+        try:
+            return list(await asyncio.gather(*(
+                self._one(client, limit, messages, params) for messages, params in zip(conversations, sampling)
+            )))
+        finally:
+            await client.close()
+
+    async def _one(self, client: Any, limit: asyncio.Semaphore, messages: Sequence[Message], params: Sampling) -> str:
+        import openai
+
+        request: dict[str, Any] = {
+            "model": self.options.model,
+            "messages": [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in messages],
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+        }
+        if params.stop:
+            request["stop"] = list(params.stop[:MAX_API_STOPS])
+        if params.seed is not None:
+            request["seed"] = params.seed
+        delay = self.options.backoff
+        for attempt in range(self.options.retries + 1):
+            try:
+                async with limit:
+                    response = await client.chat.completions.create(**request)
+                return cut_at_stop(response.choices[0].message.content or "", params.stop)
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as error:
+                if attempt == self.options.retries:
+                    raise ComponentError(self._describe(error, attempt + 1)) from None
+            except openai.APIStatusError as error:  # other 4xx: retrying will not help
+                raise ComponentError(self._describe(error, attempt + 1)) from None
+            await asyncio.sleep(delay * (1 + random.random() / 4))
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _describe(self, error: Exception, attempts: int) -> str:
+        import openai
+
+        where = f"OpenAI-compatible endpoint {self.options.base_url} (model {self.options.model!r})"
+        if isinstance(error, openai.APITimeoutError):
+            return f"{where} did not answer within {self.options.timeout:g}s ({attempts} attempts); raise `timeout:`"
+        if isinstance(error, openai.APIConnectionError):
+            return (f"cannot reach the {where} after {attempts} attempts: {error}; start the server or fix "
+                    "`base_url:`")
+        status = getattr(error, "status_code", "?")
+        hint = {
+            401: f"set the API key in the environment variable {self.options.api_key_env}",
+            404: "check `model:` against the endpoint's /v1/models and `base_url:` (it should end in /v1)",
+            429: "rate limited: lower `concurrency:` or raise `retries:`",
+        }.get(status if isinstance(status, int) else 0, "see the message above")
+        return f"the {where} answered HTTP {status} after {attempts} attempts: {_message(error)}; {hint}"
+
+
+def _message(error: Exception) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        detail = body.get("error", body)
+        if isinstance(detail, dict):
+            return str(detail.get("message", detail))
+        return str(detail)
+    return str(error)
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion, also when called from code that already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -1,0 +1,139 @@
+"""The ``collect`` stage: run the agent on tasks at several temperatures, verify, store trajectories.
+
+Trajectories are appended to ``trajectories.jsonl`` one by one (flushed); a re-run after an
+interruption skips every (task, temperature, sample) already stored, so each is stored exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from misstep.agent import STOP, Agent, Rollout, TrajectoryStore, rollout_seed
+from misstep.agent.loop import PromptTransform
+from misstep.builtin.stages import TasksStage, load_tasks
+from misstep.components import Backend, Stage
+from misstep.datamodel import Task
+from misstep.errors import DataError
+from misstep.hookspecs import hookimpl
+from misstep.jsonl import write_jsonl
+from misstep.prompts import PromptTemplate
+from misstep.recipe import BackendRef, ModelSpec, ToolRef, VerifierRef
+from misstep.stages import StageContext
+
+
+class AgentOptions(TasksStage.Options):
+    """What every agent-running stage needs: tasks, backend, tools, verifier, prompt and limits."""
+
+    backend: BackendRef | None = Field(default=None, description="default: `hf` with the recipe's model")
+    tools: list[ToolRef] = Field(default_factory=list, description="tools the agent may call, e.g. [calculate]")
+    verifier: VerifierRef
+    prompt: PromptTemplate = Field(default_factory=PromptTemplate)
+    max_turns: int = Field(default=7, gt=0, description="assistant turns before the episode is cut")
+    max_new_tokens: int = Field(default=256, gt=0, description="tokens per assistant turn")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    stop: list[str] = Field(default_factory=lambda: [STOP])
+    batch_size: int = Field(default=64, gt=0, description="trajectories generating together")
+
+
+def build_backend(ref: BackendRef | None, ctx: StageContext, model: ModelSpec) -> Backend:
+    """The configured backend; one with an empty ``model:`` option (such as ``hf``) gets ``model``."""
+    if ref is None:
+        return ctx.plugins.create("backend", "hf", {"model": model.model_dump()})  # type: ignore[return-value]
+    options = ref.options
+    if "model" in type(options).model_fields and getattr(options, "model") is None:
+        options = options.model_copy(update={"model": model})
+    return ctx.plugins.component("backend", ref.use)(options)  # type: ignore[return-value]
+
+
+def unique_tasks(tasks: list[Task]) -> list[Task]:
+    """``tasks``, after checking that no two share an id (trajectories are stored by task id)."""
+    seen: dict[str, Task] = {}
+    for task in tasks:
+        if task.id in seen:
+            raise DataError(
+                f"two tasks share the id {task.id!r} (datasets {seen[task.id].dataset!r} and {task.dataset!r}); "
+                "give the loaders distinct `dataset:` names or id fields"
+            )
+        seen[task.id] = task
+    return tasks
+
+
+def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout], model: ModelSpec, *,
+              prompt_transform: PromptTransform | None = None) -> TrajectoryStore:
+    """Produce the rollouts not yet in ``ctx.dir/trajectories.jsonl``, storing each as it finishes."""
+    store = TrajectoryStore(ctx.dir / "trajectories.jsonl")
+    try:
+        if store.recovered:
+            ctx.log(f"a cut last line was moved to {store.recovered}; that trajectory is produced again")
+        todo = [rollout for rollout in rollouts if not store.holds(rollout)]
+        if len(todo) < len(rollouts):
+            ctx.log(f"resuming: {len(rollouts) - len(todo)} of {len(rollouts)} trajectories already stored")
+        if todo:
+            backend = build_backend(options.backend, ctx, model)
+            try:
+                agent = Agent(
+                    backend,
+                    [ref.build() for ref in options.tools],
+                    options.verifier.build(),
+                    prompt=options.prompt,
+                    max_turns=options.max_turns,
+                    max_new_tokens=options.max_new_tokens,
+                    top_p=options.top_p,
+                    stop=options.stop,
+                    batch_size=options.batch_size,
+                    prompt_transform=prompt_transform,
+                    source=ctx.spec.use,
+                )
+                for trajectory in ctx.progress(agent.run(todo), desc="trajectories", total=len(todo)):
+                    ctx.trajectory_produced(trajectory)
+                    store.add(trajectory)
+            finally:
+                backend.close()
+    finally:
+        store.close()
+    return store
+
+
+def rollouts_for(tasks: Iterable[Task], temperatures: Iterable[float], samples: int, seed: int) -> list[Rollout]:
+    """Every (temperature, sample, task) rollout, temperature-major so batches share sampling settings."""
+    return [
+        Rollout(task, temperature, sample, rollout_seed(seed, task.id, temperature, sample))
+        for temperature in temperatures
+        for sample in range(samples)
+        for task in tasks
+    ]
+
+
+class CollectStage(Stage["CollectStage.Options"]):
+    """Run the agent on tasks at several temperatures, verify each trajectory and store it."""
+
+    name = "collect"
+
+    class Options(AgentOptions):
+        temperatures: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [0.2, 0.5, 0.7], min_length=1)
+        samples: int = Field(default=1, gt=0, description="trajectories per task and temperature")
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        opts = self.options
+        tasks = unique_tasks(load_tasks(opts.tasks, limit=opts.limit, shuffle=opts.shuffle, seed=ctx.seed))
+        tasks_path: Path = ctx.dir / "tasks.jsonl"
+        write_jsonl(tasks_path, tasks)
+        rollouts = rollouts_for(tasks, opts.temperatures, opts.samples, ctx.seed)
+        store = run_agent(ctx, opts, rollouts, ctx.model)
+        ctx.log(f"{len(store)} trajectories: {store.labels['positive']} positive, {store.labels['negative']} negative")
+        return {
+            "trajectories": store.path,
+            "tasks": tasks_path,
+            "count": len(store),
+            "positives": store.labels["positive"],
+            "negatives": store.labels["negative"],
+        }
+
+
+@hookimpl
+def register_stages(register):  # type: ignore[no-untyped-def]
+    register(CollectStage)

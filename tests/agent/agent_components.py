@@ -1,0 +1,65 @@
+"""Small real components for the agent runtime tests: a scripted backend, an adder tool and an
+exact-match verifier, registered through :class:`AgentTestPlugin`."""
+
+from __future__ import annotations
+
+import misstep
+
+
+class ScriptedBackend(misstep.Backend):
+    """Replies from a script: ``replies[question][turn]`` (the last reply repeats); records batch sizes."""
+
+    name = "scripted"
+
+    class Options(misstep.Options):
+        replies: dict[str, list[str]] = {}
+        default: str = "Thought: no idea\nAction: finish[0]"
+
+    calls: list[int] = []  # batch size of every generate call, shared by the instances of a test
+
+    def generate(self, conversations, sampling):
+        type(self).calls.append(len(conversations))
+        out = []
+        for conversation in conversations:
+            question = next((m.content for m in conversation if m.content.startswith("Question: ")), "")
+            script = self.options.replies.get(question.removeprefix("Question: "), [self.options.default])
+            turn = sum(m.role == "assistant" for m in conversation) - 1  # minus the acknowledgement
+            out.append(script[min(turn, len(script) - 1)])
+        return out
+
+
+class Add(misstep.Tool):
+    """add[a, b, ...] -> the sum; bad input gives an "Error: ..." observation."""
+
+    name = "add"
+
+    def run(self, argument):
+        try:
+            return str(sum(int(part) for part in argument.split(",")))
+        except ValueError:
+            return f"Error: cannot add {argument!r}"
+
+
+class Exact(misstep.Verifier):
+    """Correct when the prediction equals the gold answer as text."""
+
+    name = "exact"
+
+    def verify(self, task, prediction, messages=()):
+        correct = prediction is not None and prediction.strip() == str(task.answer)
+        return misstep.Verdict(correct=correct, score=float(correct), prediction=prediction,
+                               metrics={"em": float(correct)})
+
+
+class AgentTestPlugin:
+    @misstep.hookimpl
+    def register_backends(self, register):
+        register(ScriptedBackend)
+
+    @misstep.hookimpl
+    def register_tools(self, register):
+        register(Add)
+
+    @misstep.hookimpl
+    def register_verifiers(self, register):
+        register(Exact)

@@ -1,0 +1,60 @@
+"""Fixtures for the agent runtime tests: plugins with the test components, a tiny local model, files."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+import misstep
+from misstep.plugins import reset_plugins
+
+from agent_components import AgentTestPlugin, ScriptedBackend
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
+    reset_plugins()
+    ScriptedBackend.calls = []
+    yield
+    reset_plugins()
+
+
+@pytest.fixture
+def plugins() -> misstep.Plugins:
+    manager = misstep.Plugins(entry_points=False)
+    manager.add(AgentTestPlugin(), "agent-test")
+    return manager
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> Callable[[Sequence[dict]], Path]:
+    def write(rows: Sequence[dict], name: str = "tasks.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with a locally trained tokenizer and chat template (built once per session)."""
+    from misstep.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
