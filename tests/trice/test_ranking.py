@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import misstep
+import pytest
 from misstep.actions import Action
 from misstep_trice.answers import TriceMath, TriceQA, gold_number, last_number
 from misstep_trice.execution import Execution

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from misstep_trice.layout import collate
 from misstep_trice.rrhf import candidate_scores, rrhf_loss, rrhf_terms
 
@@ -56,7 +55,7 @@ def test_scores_from_hand_computed_logits() -> None:
         "candidate_trained": [[True, True], [True], [True, False, True]],
         "rewards": [1.0, 2.0, 0.0],
     }]
-    batch = collate(features, pad_id=0, shared=True)
+    batch = collate(features, shared=True)
     # kept columns: last prompt token, then candidate tokens [0 0 | 1 | 0 1 1]
     logits = torch.tensor([[[third, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, third], [third, 0.0], [third, 0.0], [0.0, 0.0]]])
     scores = candidate_scores(logits, batch)[0]

@@ -21,6 +21,7 @@ from typing import TypedDict
 import torch
 
 PAD, PROMPT = -2, -1  # group ids of padding and prompt tokens; candidate j has group j
+PAD_ID = 0  # any id will do: padding is masked out both ways and its logits are never read
 
 
 class Features(TypedDict):
@@ -32,11 +33,12 @@ class Features(TypedDict):
     rewards: list[float]
 
 
-def collate(features: Sequence[Features], *, pad_id: int, shared: bool = True) -> dict[str, torch.Tensor]:
+def collate(features: Sequence[Features], *, shared: bool = True) -> dict[str, torch.Tensor]:
     """Batch tensors for :func:`misstep_trice.rrhf.candidate_scores` in the chosen layout.
 
-    ``prompt_width`` is the padded prompt length (candidates start there); ``token_*`` tensors list every trained candidate token: its row, the column whose logits predict
-    it (relative to ``prompt_width - 1``), its id and its candidate (``query * K + j``).
+    ``prompt_width`` is the padded prompt length (candidates start there). ``token_*`` tensors list
+    every trained candidate token: its row, the column whose logits predict it (counted from
+    ``prompt_width - 1``), its id and its candidate (``query * K + j``).
     """
     width = max(len(f["prompt_ids"]) for f in features)
     most = max(len(f["rewards"]) for f in features)
@@ -45,7 +47,7 @@ def collate(features: Sequence[Features], *, pad_id: int, shared: bool = True) -
     for query, feature in enumerate(features):
         prompt = feature["prompt_ids"]
         pad = width - len(prompt)
-        head_ids = [pad_id] * pad + list(prompt)
+        head_ids = [PAD_ID] * pad + list(prompt)
         head_pos = [0] * pad + list(range(len(prompt)))
         head_groups = [PAD] * pad + [PROMPT] * len(prompt)
         parts = enumerate(zip(feature["candidate_ids"], feature["candidate_trained"]))
@@ -63,7 +65,7 @@ def collate(features: Sequence[Features], *, pad_id: int, shared: bool = True) -
                 groups.extend([j] * len(cand_ids))
             rows.append((ids, pos, groups))
     length = max(len(ids) for ids, _, _ in rows)
-    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    input_ids = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
     position_ids = torch.zeros((len(rows), length), dtype=torch.long)
     group = torch.full((len(rows), length), PAD, dtype=torch.long)
     for r, (ids, pos, groups) in enumerate(rows):

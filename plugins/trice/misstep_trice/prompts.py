@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+import misstep
 from pydantic import BaseModel, ConfigDict, Field
 
-import misstep
 from misstep_trice.answers import aliases, gold_number
 
 Preset = Literal["math", "qa"]

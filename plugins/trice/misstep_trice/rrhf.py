@@ -13,14 +13,17 @@ mean over queries, so k may differ per query and batches hold any number of quer
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import misstep
 import torch
+from pydantic import Field
 
-from misstep_trice.layout import additive
+from misstep_trice.layout import Features, additive, collate
 
 
-def kept_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def kept_logits(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Logits from the last prompt column on (the only ones that predict candidate tokens)."""
     mask = batch["attention_mask"]
     dtype = model.get_input_embeddings().weight.dtype
@@ -35,7 +38,7 @@ def kept_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return out.logits
 
 
-def candidate_scores(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def candidate_scores(logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """(queries, K) length-normalised log-likelihoods from the kept logits; 0 where there is no candidate."""
     rows, columns = batch["token_row"], batch["token_column"]
     picked = logits[rows, columns, batch["token_id"]].float()
@@ -78,3 +81,24 @@ def rrhf_loss(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
         "pair_accuracy": terms["in_order"].sum().item() / pairs if pairs else 1.0,
     }
     return loss, metrics
+
+
+class RRHF(misstep.Loss["RRHF.Options"]):
+    """RRHF ranking loss on candidate pools: pairwise hinge on length-normalised log-likelihoods + SFT on the best."""
+
+    name = "rrhf"
+    ranked = True
+
+    class Options(misstep.Options):
+        rrhf_weight: float = Field(default=1.0, ge=0, description="weight of the rank loss (paper: 0.01, 0.1, 1)")
+        shared_prompt: bool = Field(
+            default=True, description="encode each prompt once for all its candidates (false: one row per "
+            "candidate, the prompt recomputed k times, as the reference does; same result, slower)")
+
+    def collate(self, features: Sequence[Features]) -> dict[str, torch.Tensor]:
+        return collate(features, shared=self.options.shared_prompt)
+
+    def compute(self, model: Any, batch: Mapping[str, torch.Tensor]) -> misstep.LossOutput:
+        scores = candidate_scores(kept_logits(model, batch), batch)
+        loss, metrics = rrhf_loss(scores, batch["rewards"], batch["valid"], self.options.rrhf_weight)
+        return misstep.LossOutput(loss, metrics)
