@@ -51,6 +51,25 @@ class Exact(misstep.Verifier):
                                metrics={"em": float(correct)})
 
 
+class Hint(misstep.Reformatter):
+    """Positives with a hint appended to the question turn; inference asks with the same hint."""
+
+    name = "hint"
+
+    class Options(misstep.Options):
+        text: str = " Solve it correctly."
+
+    def reformat(self, trajectories, tasks):
+        for t in trajectories:
+            if t.label == "positive":
+                yield misstep.Example(id=t.id, messages=[*self.inference_prompt(t.messages[: t.prompt_len]),
+                                                         *t.messages[t.prompt_len :]])
+
+    def inference_prompt(self, prompt):
+        last = prompt[-1]
+        return [*prompt[:-1], last.model_copy(update={"content": last.content + self.options.text})]
+
+
 class AgentTestPlugin:
     @misstep.hookimpl
     def register_backends(self, register):
@@ -63,3 +82,7 @@ class AgentTestPlugin:
     @misstep.hookimpl
     def register_verifiers(self, register):
         register(Exact)
+
+    @misstep.hookimpl
+    def register_reformatters(self, register):
+        register(Hint)
