@@ -101,27 +101,29 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
         import openai
 
         where = f"OpenAI-compatible endpoint {self.options.base_url} (model {self.options.model!r})"
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
         if isinstance(error, openai.APITimeoutError):
-            return f"{where} did not answer within {self.options.timeout:g}s ({attempts} attempts); raise `timeout:`"
+            return f"the {where} did not answer within {self.options.timeout:g}s ({tries}); raise `timeout:`"
         if isinstance(error, openai.APIConnectionError):
-            return (f"cannot reach the {where} after {attempts} attempts: {error}; start the server or fix "
-                    "`base_url:`")
-        status = getattr(error, "status_code", "?")
+            return f"cannot reach the {where} ({tries}): {error} Start the server or fix `base_url:`"
+        status = getattr(error, "status_code", 0)
         hint = {
             401: f"set the API key in the environment variable {self.options.api_key_env}",
             404: "check `model:` against the endpoint's /v1/models and `base_url:` (it should end in /v1)",
             429: "rate limited: lower `concurrency:` or raise `retries:`",
-        }.get(status if isinstance(status, int) else 0, "see the message above")
-        return f"the {where} answered HTTP {status} after {attempts} attempts: {_message(error)}; {hint}"
+        }.get(status, "check `model:` and the sampling options")
+        return f"the {where} answered HTTP {status} ({tries}): {_message(error).rstrip('.')}; {hint}"
 
 
 def _message(error: Exception) -> str:
+    """The server's own explanation, from an OpenAI-style or FastAPI-style error body."""
     body = getattr(error, "body", None)
     if isinstance(body, dict):
-        detail = body.get("error", body)
-        if isinstance(detail, dict):
-            return str(detail.get("message", detail))
-        return str(detail)
+        inner = body.get("error")
+        if isinstance(inner, dict) and "message" in inner:
+            return str(inner["message"])
+        if "message" in body or "detail" in body:
+            return str(body.get("message") or body.get("detail"))
     return str(error)
 
 
