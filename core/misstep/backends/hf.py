@@ -44,7 +44,8 @@ class HFBackend(Backend["HFBackend.Options"]):
     def model_name(self) -> str:
         return self.spec.path
 
-    def _loaded(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Any, Any]:
+        """The model and tokenizer (left padding), loaded on the first call."""
         if self._model is None:
             import torch
 
@@ -68,7 +69,7 @@ class HFBackend(Backend["HFBackend.Options"]):
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
         if len(conversations) != len(sampling):
             raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
-        model, tokenizer = self._loaded()
+        model, tokenizer = self.load()
         prompts = [
             tokenizer.apply_chat_template(
                 [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in conversation],
@@ -105,7 +106,7 @@ class HFBackend(Backend["HFBackend.Options"]):
         import torch
         from transformers import GenerationConfig
 
-        model, tokenizer = self._loaded()
+        model, tokenizer = self.load()
         encoded = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
         length = encoded["input_ids"].shape[1]
         limit = getattr(model.config, "max_position_embeddings", None)
