@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import misstep
 
+from misstep_nat.arithmetic import ArithmeticWordProblems
 from misstep_nat.reformatters import REFORMATTERS
+from misstep_nat.teacher import ScriptedTeacher
 
 
 @misstep.hookimpl
 def register_reformatters(register):  # type: ignore[no-untyped-def]
     for reformatter in REFORMATTERS:
         register(reformatter)
+
+
+@misstep.hookimpl
+def register_tasks(register):  # type: ignore[no-untyped-def]
+    register(ArithmeticWordProblems)
+
+
+@misstep.hookimpl
+def register_backends(register):  # type: ignore[no-untyped-def]
+    register(ScriptedTeacher)
