@@ -3,6 +3,7 @@ errors and concurrency) and, marked slow, ``transformers serve`` with the tiny m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -136,6 +137,15 @@ def test_concurrency_is_bounded(serve):
     endpoint, url = serve([(200, "Action: finish[1]")], delay=0.05)
     replies = backend(url, concurrency=3).generate([CONVERSATION] * 12, [misstep.Sampling()] * 12)
     assert len(replies) == 12 and endpoint.most_in_flight == 3
+
+
+def test_generate_works_inside_a_running_event_loop(serve):
+    _, url = serve([(200, "Action: finish[2]")])
+
+    async def notebook_cell():  # e.g. Jupyter, where an event loop is already running
+        return backend(url).generate([CONVERSATION], [misstep.Sampling()])
+
+    assert asyncio.run(notebook_cell()) == ["Action: finish[2]"]
 
 
 def test_a_timeout_is_an_error_after_the_retries(serve):
