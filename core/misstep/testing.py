@@ -1,0 +1,120 @@
+"""Tiny models for tests and quick runs: a Llama-style model and a tokenizer trained here, in seconds.
+
+``build_tiny_model(folder)`` writes a complete model folder (config, weights, tokenizer with a chat
+template) that every misstep component loads like any other local model. Plugin authors use it in
+their own tests: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+ChatTemplate = Literal["chatml", "llama2"]
+
+SPECIAL_TOKENS = {
+    "chatml": {"bos": "<|endoftext|>", "eos": "<|im_end|>", "pad": "<|pad|>", "extra": ["<|im_start|>"]},
+    "llama2": {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "extra": []},
+}
+
+# Chat templates in the two families misstep must handle: ChatML (SmolLM2, Qwen) and Llama-2-chat
+# ([INST] ... [/INST], a system prompt folded into the first user turn). Neither has generation markers.
+CHAT_TEMPLATES = {
+    "chatml": (
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "llama2": (
+        "{% if messages[0]['role'] == 'system' %}"
+        "{% set system = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' %}"
+        "{% set messages = messages[1:] %}"
+        "{% else %}{% set system = '' %}{% endif %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}"
+        "{{ ' ' + message['content'] + ' </s>' }}"
+        "{% else %}"
+        "{{ '<s>[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
+        "{% endif %}"
+        "{% endfor %}"
+    ),
+}
+
+_CORPUS = """\
+Solve a question answering task with interleaving Thought, Action, Observation steps.
+Thought can reason about the current situation, and Action can be two types:
+(1) Calculator[formula], which calculates the formula and returns the result.
+(2) Finish[answer], which returns the answer and finishes the task.
+Question: Tom has 3 bags with 12 apples in each bag. He eats 5 apples. How many apples are left?
+Thought: I need to multiply 3 by 12 and then subtract 5.
+Action: Calculator[3 * 12 - 5]
+Observation: 31
+Thought: The answer is 31.
+Action: Finish[31]
+Question: A shop sold 48 pens on Monday and half as many on Tuesday. How many pens in total?
+Thought: Tuesday is 48 / 2 = 24, total is 48 + 24.
+Action: Calculator[48 + 48 / 2]
+Observation: 72
+Action: Finish[72]
+user assistant system tool Answer the question. Is the answer yes or no? What is the capital of France? Paris is the capital.
+Search[query] returns passages. Observation: #1: The river flows north. #2: It was built in 1889.
+Feedback: In step 2, the part "7 + 8 = 16" is incorrect. This is because 7 + 8 = 15.
+Up to step 1, everything looks good. Great job! The final answer is correct.
+0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 25 30 40 50 60 70 80 90 100 1000
++ - * / = ( ) [ ] , . ? ! : ; ' " % $ # @ & _ < > { } | ~ ^ \\ the a an of to in and is was he she they
+"""
+
+
+def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_size: int = 400,
+                    corpus: Iterable[str] | None = None) -> Path:
+    """Train a byte-level BPE tokenizer (digits split one by one) and save it with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = SPECIAL_TOKENS[template]
+    tokens = [special["pad"], special["bos"], special["eos"], *special["extra"]]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(corpus) if corpus is not None else _CORPUS.splitlines(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=special["bos"], eos_token=special["eos"], pad_token=special["pad"],
+        additional_special_tokens=special["extra"] or None,
+    )
+    fast.chat_template = CHAT_TEMPLATES[template]
+    folder.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", hidden_size: int = 32,
+                     layers: int = 2, heads: int = 4, context: int = 1024, vocab_size: int = 400,
+                     corpus: Iterable[str] | None = None, seed: int = 0) -> Path:
+    """Write a randomly initialised Llama-style model and its tokenizer to ``folder`` and return it."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    train_tokenizer(folder, template=template, vocab_size=vocab_size, corpus=corpus)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=context, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    (folder / "misstep-tiny.json").write_text(json.dumps({"template": template, "seed": seed}) + "\n")
+    return folder

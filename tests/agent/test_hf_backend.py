@@ -1,0 +1,73 @@
+"""The ``hf`` backend on the tiny local model: batching with left padding, stop strings, sampling, limits."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import misstep
+from misstep.backends.hf import HFBackend
+
+
+def conversation(question):
+    return [misstep.Message(role="user", content=f"Question: {question}")]
+
+
+QUESTIONS = ["2+3?", "How many apples does Tom have after buying three bags of twelve?", "1?"]
+GREEDY = misstep.Sampling(temperature=0.0, max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model):
+    hf = HFBackend(HFBackend.Options(model=misstep.ModelSpec(path=str(tiny_model)), device="cpu"))
+    yield hf
+    hf.close()
+
+
+def test_a_batch_with_left_padding_gives_what_each_conversation_gives_alone(backend):
+    together = backend.generate([conversation(q) for q in QUESTIONS], [GREEDY] * 3)
+    alone = [backend.generate([conversation(q)], [GREEDY])[0] for q in QUESTIONS]
+    assert together == alone
+    assert all(together)
+
+
+def test_max_new_tokens_bounds_each_reply(backend):
+    short, long = (backend.generate([conversation("2+3?")], [misstep.Sampling(max_new_tokens=n)])[0] for n in (5, 24))
+    assert short and len(short) < len(long)
+    assert long.startswith(short[:-1])  # the last token of the short reply may be part of one character
+
+
+def test_each_row_stops_at_its_stop_string(backend):
+    full = backend.generate([conversation(q) for q in QUESTIONS], [GREEDY] * 3)
+    words = re.findall(r"[A-Za-z]{2,}", full[1])
+    if not words:
+        pytest.skip(f"the tiny model's greedy reply holds no word to stop at: {full[1]!r}")
+    stop = words[0]
+    stopping = misstep.Sampling(temperature=0.0, max_new_tokens=24, stop=(stop,))
+    cut = backend.generate([conversation(q) for q in QUESTIONS], [stopping] * 3)
+    assert cut == [text[: text.index(stop)] if stop in text else text for text in full]
+    assert stop not in cut[1]
+
+
+def test_sampling_is_seeded_and_groups_by_settings(backend):
+    hot = misstep.Sampling(temperature=1.0, max_new_tokens=16, seed=7)
+    mixed = backend.generate([conversation(q) for q in QUESTIONS], [hot, GREEDY, hot])
+    assert mixed == backend.generate([conversation(q) for q in QUESTIONS], [hot, GREEDY, hot])
+    assert mixed[1] == backend.generate([conversation(QUESTIONS[1])], [GREEDY])[0]  # the greedy group alone
+    assert mixed[0::2] == backend.generate([conversation(QUESTIONS[0]), conversation(QUESTIONS[2])], [hot, hot])
+    other = misstep.Sampling(temperature=1.0, max_new_tokens=16, seed=8)
+    assert backend.generate([conversation(QUESTIONS[0])] * 2, [other] * 2) != mixed[0::2]
+
+
+def test_a_conversation_beyond_the_context_gets_an_empty_reply(backend):
+    model, _ = backend.load()
+    long = conversation("two " * (model.config.max_position_embeddings + 10))
+    with pytest.warns(UserWarning, match="fill the context"):
+        replies = backend.generate([long, conversation("1?")], [GREEDY] * 2)
+    assert replies[0] == "" and replies[1]
+
+
+def test_the_model_name_is_the_spec_path(backend, tiny_model):
+    assert backend.model_name == str(tiny_model)
+    assert backend.generate([], []) == []
