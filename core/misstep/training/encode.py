@@ -1,0 +1,230 @@
+"""Examples to token ids with labels and weights, from one rendering of the whole conversation.
+
+The conversation is rendered once with the tokenizer's chat template (``tool`` turns as ``user``, as
+the agent sends them at inference) and tokenised once with character offsets. Each message's content is
+located in the rendered text, so a token belongs to a message by its characters: tokenising message by
+message would change the tokens at the boundaries. A trained message's labels cover its content and
+the template's closing text up to and including the first special token after it (``<|im_end|>``,
+``</s>``): the model learns to end its turn. No generation markers are needed in the template.
+
+Labels are unshifted (``labels[t] == input_ids[t]`` where trained, ``-100`` elsewhere); losses shift.
+The first token of an example is never labelled, so examples can be packed into one row.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from misstep.datamodel import Example, Message, RankedExample
+from misstep.errors import DataError, MisstepError
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """One tokenised example: ids, labels (``-100`` where not trained), per-token loss weights.
+
+    ``weights`` is 0.0 exactly where ``labels`` is ``-100``. ``truncated`` says the conversation was
+    longer than ``max_length``: it was cut there and the labels of the turn that was cut were dropped.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    weights: list[float]
+    truncated: bool
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+class RankedFeatures(TypedDict):
+    """A ranked example as token ids: the prompt, each candidate's tokens with a trained flag, rewards."""
+
+    prompt_ids: list[int]
+    candidate_ids: list[list[int]]
+    candidate_trained: list[list[bool]]
+    rewards: list[float]
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Characters ``[start, end)`` of the rendered text trained with ``weight``."""
+
+    start: int
+    end: int
+    weight: float
+
+
+def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Messages as chat-template input; ``tool`` observations become ``user`` turns."""
+    return [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in messages]
+
+
+def render(tokenizer: Any, messages: Sequence[Message], *, generation_prompt: bool = False) -> str:
+    """The chat template's text for ``messages`` (a template error becomes a MisstepError)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise MisstepError("the tokenizer has no chat template; training on conversations needs one (set "
+                           "`model.tokenizer:` to a tokenizer folder whose tokenizer_config.json has chat_template)")
+    try:
+        return tokenizer.apply_chat_template(chat_messages(messages), tokenize=False,
+                                             add_generation_prompt=generation_prompt)
+    except Exception as error:  # jinja raises its own errors (e.g. roles must alternate)
+        raise MisstepError(f"the chat template cannot render this conversation: {error}") from None
+
+
+def _end_markers(tokenizer: Any) -> list[str]:
+    """Special tokens that can close a turn: all special and added special tokens but bos and pad."""
+    skip = {tokenizer.bos_token, tokenizer.pad_token}
+    special = set(tokenizer.all_special_tokens)
+    special |= {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
+    return sorted(token for token in special if token and token not in skip)
+
+
+def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start: int = 0) -> list[list[_Range]]:
+    """For each message, the trained character ranges of ``text`` (empty for masked messages)."""
+    located: list[tuple[int, int]] = []
+    cursor = start
+    for index, message in enumerate(messages):
+        found = text.find(message.content, cursor)
+        content = message.content
+        if found < 0:  # templates may trim content
+            content = message.content.strip()
+            found = text.find(content, cursor)
+        if found < 0:
+            raise MisstepError(f"message {index} ({message.role}) is not in the text its chat template renders; "
+                               "the template rewrites message content, so tokens cannot be mapped to messages")
+        offset = message.content.find(content)  # where the (trimmed) content starts in the original
+        located.append((found - offset, found + len(content)))
+        cursor = found + len(content)
+    ranges: list[list[_Range]] = []
+    for index, message in enumerate(messages):
+        begin, end = located[index]
+        if not message.trained:
+            ranges.append([])
+            continue
+        gap_end = located[index + 1][0] if index + 1 < len(messages) else len(text)
+        gap = text[end:gap_end]
+        hits = [(gap.find(marker), marker) for marker in markers if marker in gap]
+        closing = end + min(hits)[0] + len(min(hits)[1]) if hits else end
+        ranges.append(_message_ranges(message, begin, end, closing))
+    return ranges
+
+
+def _message_ranges(message: Message, begin: int, end: int, closing: int) -> list[_Range]:
+    """The message's trained ranges: content at the message weight with its spans' overrides, then the
+    closing text at the message weight."""
+    cuts = {begin, end}
+    for span in message.spans:
+        cuts.add(min(begin + span.start, end))
+        cuts.add(min(begin + span.end, end) if span.end is not None else end)
+    bounds = sorted(cuts)
+    ranges = []
+    for left, right in zip(bounds, bounds[1:]):
+        weight = message.weight
+        for span in message.spans:  # the last span that covers a range wins
+            span_end = begin + span.end if span.end is not None else end
+            if begin + span.start <= left and right <= span_end:
+                weight = span.weight
+        ranges.append(_Range(left, right, weight))
+    if closing > end:
+        ranges.append(_Range(end, closing, message.weight))
+    return ranges
+
+
+def _tokenise(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    if not getattr(tokenizer, "is_fast", False):
+        raise MisstepError("training needs a fast tokenizer (character offsets); this one is a slow tokenizer. "
+                           "Convert it with transformers' PreTrainedTokenizerFast or save it with tokenizer.json")
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(encoding["input_ids"]), [tuple(pair) for pair in encoding["offset_mapping"]]
+
+
+def _label(ids: list[int], offsets: list[tuple[int, int]], ranges: list[list[_Range]]
+           ) -> tuple[list[int], list[float], list[int]]:
+    """Labels, weights and the message each token belongs to (-1: none trained) from character ranges.
+
+    A token is trained when one of its characters lies in a trained range; its weight is that of the
+    range holding its first trained character. Tokens of weight 0 are not trained.
+    """
+    flat = sorted(((r, message) for message, rs in enumerate(ranges) for r in rs if r.end > r.start),
+                  key=lambda pair: pair[0].start)
+    starts = [r.start for r, _ in flat]
+    labels, weights, owners = [IGNORE] * len(ids), [0.0] * len(ids), [-1] * len(ids)
+    for t, (left, right) in enumerate(offsets):
+        right = max(right, left + 1)  # zero-width offsets still name a character
+        i = max(bisect.bisect_right(starts, left) - 1, 0)
+        while i < len(flat) and flat[i][0].start < right:
+            r, message = flat[i]
+            if r.end > left:
+                if r.weight != 0:
+                    labels[t], weights[t], owners[t] = ids[t], r.weight, message
+                break
+            i += 1
+    if labels:
+        labels[0], weights[0], owners[0] = IGNORE, 0.0, -1
+    return labels, weights, owners
+
+
+def encode_example(example: Example, tokenizer: Any, max_length: int) -> Encoded:
+    """Token ids, labels and weights of ``example`` (see the module docstring).
+
+    Longer conversations are cut at ``max_length`` tokens; the labels of the turn the cut falls in
+    are dropped (earlier turns keep theirs) and ``truncated`` is set.
+    """
+    try:
+        text = render(tokenizer, example.messages)
+        ranges = _spans(text, example.messages, _end_markers(tokenizer))
+    except MisstepError as error:
+        raise DataError(f"example {example.id!r}: {error}") from None
+    ids, offsets = _tokenise(tokenizer, text)
+    labels, weights, owners = _label(ids, offsets, ranges)
+    truncated = len(ids) > max_length
+    if truncated:
+        cut = owners[max_length]  # the message that continues past the cut loses its labels
+        ids, labels, weights, owners = ids[:max_length], labels[:max_length], weights[:max_length], owners[:max_length]
+        if cut >= 0:
+            for t, owner in enumerate(owners):
+                if owner == cut:
+                    labels[t], weights[t] = IGNORE, 0.0
+    return Encoded(input_ids=ids, labels=labels, weights=weights, truncated=truncated)
+
+
+def encode_ranked(example: RankedExample, tokenizer: Any, max_length: int) -> RankedFeatures | None:
+    """The prompt (with the generation prompt) and each candidate as a continuation of it.
+
+    A candidate's text is what the template adds after the prompt for the candidate's messages; its
+    trained tokens are those of trained messages, with each turn's closing special token. Returns None
+    when the prompt and some candidate do not fit in ``max_length`` (the caller counts it truncated).
+    """
+    try:
+        prompt_text = render(tokenizer, example.prompt, generation_prompt=True)
+        markers = _end_markers(tokenizer)
+        prompt_ids, _ = _tokenise(tokenizer, prompt_text)
+        candidate_ids: list[list[int]] = []
+        candidate_trained: list[list[bool]] = []
+        for number, candidate in enumerate(example.candidates):
+            full = render(tokenizer, [*example.prompt, *candidate.messages])
+            if not full.startswith(prompt_text):
+                raise MisstepError(f"candidate {number}: the chat template does not render the prompt with the "
+                                   "generation prompt as the beginning of the prompt with the candidate")
+            ranges = _spans(full, candidate.messages, markers, start=len(prompt_text))
+            last = max((r.end for rs in ranges for r in rs), default=len(prompt_text))
+            text = full[len(prompt_text):last]
+            shifted = [[_Range(r.start - len(prompt_text), r.end - len(prompt_text), r.weight) for r in rs]
+                       for rs in ranges]
+            ids, offsets = _tokenise(tokenizer, text)
+            labels, _, _ = _label([0, *ids], [(0, 0), *offsets], shifted)  # a dummy first token: never trained
+            labels = labels[1:]
+            candidate_ids.append(ids)
+            candidate_trained.append([label != IGNORE for label in labels])
+    except MisstepError as error:
+        raise DataError(f"ranked example {example.id!r}: {error}") from None
+    if len(prompt_ids) + max(map(len, candidate_ids)) > max_length:
+        return None
+    return RankedFeatures(prompt_ids=prompt_ids, candidate_ids=candidate_ids, candidate_trained=candidate_trained,
+                          rewards=[candidate.reward for candidate in example.candidates])
