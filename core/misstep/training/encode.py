@@ -87,7 +87,7 @@ def _end_markers(tokenizer: Any) -> list[str]:
 
 def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start: int = 0) -> list[list[_Range]]:
     """For each message, the trained character ranges of ``text`` (empty for masked messages)."""
-    located: list[tuple[int, int]] = []
+    located: list[tuple[int, int, int]] = []  # content start and end in ``text``, where the original starts
     cursor = start
     for index, message in enumerate(messages):
         found = text.find(message.content, cursor)
@@ -98,12 +98,11 @@ def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start
         if found < 0:
             raise MisstepError(f"message {index} ({message.role}) is not in the text its chat template renders; "
                                "the template rewrites message content, so tokens cannot be mapped to messages")
-        offset = message.content.find(content)  # where the (trimmed) content starts in the original
-        located.append((found - offset, found + len(content)))
+        located.append((found, found + len(content), found - message.content.find(content)))
         cursor = found + len(content)
     ranges: list[list[_Range]] = []
     for index, message in enumerate(messages):
-        begin, end = located[index]
+        begin, end, origin = located[index]
         if not message.trained:
             ranges.append([])
             continue
@@ -111,24 +110,28 @@ def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start
         gap = text[end:gap_end]
         hits = [(gap.find(marker), marker) for marker in markers if marker in gap]
         closing = end + min(hits)[0] + len(min(hits)[1]) if hits else end
-        ranges.append(_message_ranges(message, begin, end, closing))
+        ranges.append(_message_ranges(message, begin, end, closing, origin))
     return ranges
 
 
-def _message_ranges(message: Message, begin: int, end: int, closing: int) -> list[_Range]:
-    """The message's trained ranges: content at the message weight with its spans' overrides, then the
-    closing text at the message weight."""
+def _message_ranges(message: Message, begin: int, end: int, closing: int, origin: int) -> list[_Range]:
+    """The message's trained ranges: content ``[begin, end)`` at the message weight with its spans'
+    overrides (span offsets count from ``origin``), then the closing text at the message weight."""
+
+    def clamp(position: int) -> int:
+        return min(max(position, begin), end)
+
     cuts = {begin, end}
     for span in message.spans:
-        cuts.add(min(begin + span.start, end))
-        cuts.add(min(begin + span.end, end) if span.end is not None else end)
+        cuts.add(clamp(origin + span.start))
+        cuts.add(clamp(origin + span.end) if span.end is not None else end)
     bounds = sorted(cuts)
     ranges = []
     for left, right in zip(bounds, bounds[1:]):
         weight = message.weight
         for span in message.spans:  # the last span that covers a range wins
-            span_end = begin + span.end if span.end is not None else end
-            if begin + span.start <= left and right <= span_end:
+            span_end = origin + span.end if span.end is not None else end
+            if origin + span.start <= left and right <= span_end:
                 weight = span.weight
         ranges.append(_Range(left, right, weight))
     if closing > end:
