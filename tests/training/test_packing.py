@@ -1,0 +1,163 @@
+"""Padded and packed batches: layout, and packed == unpacked losses, gradients and logits on a tiny Llama."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from misstep.testing import build_tiny_model
+from misstep.training.packing import IGNORE_INDEX, collate_packed, collate_padded, model_inputs, pack_rows
+
+torch.set_num_threads(1)
+
+
+@dataclass
+class Features:
+    input_ids: list[int]
+    labels: list[int]
+    weights: list[float]
+
+
+def conversation(seed: int, turns: list[tuple[int, float]], vocab: int = 300) -> Features:
+    """Random tokens in turns of (length, weight); weight 0 is a masked turn (prompt, observation)."""
+    rng = random.Random(seed)
+    ids, labels, weights = [], [], []
+    for length, weight in turns:
+        tokens = [rng.randrange(4, vocab) for _ in range(length)]
+        ids += tokens
+        labels += tokens if weight else [IGNORE_INDEX] * length
+        weights += [weight] * length
+    return Features(ids, labels, weights)
+
+
+# Multi-turn masks of different lengths: prompt, assistant, observation, assistant ... with unequal weights.
+EXAMPLES = [
+    conversation(0, [(9, 0), (5, 1.0), (4, 0), (7, 1.0)]),
+    conversation(1, [(3, 0), (11, 0.5)]),
+    conversation(2, [(14, 0), (6, 1.0), (3, 0), (2, 2.0), (5, 0), (8, 1.0)]),
+    conversation(3, [(1, 1.0), (4, 0), (3, 1.0)]),  # trained from the very first token
+    conversation(4, [(6, 0), (9, 1.0), (2, 0)]),    # ends on a masked turn
+]
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def load(folder: Path, attention: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention)
+    return model.train()  # dropout is 0 in the tiny config: train mode is deterministic
+
+
+def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of weighted next-token cross-entropies over labelled tokens, and how many there are."""
+    labels, weights = labels[:, 1:], weights[:, 1:]
+    losses = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+    return (losses * weights.flatten()).sum(), int((labels != IGNORE_INDEX).sum())
+
+
+def loss_and_grads(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> tuple[float, dict]:
+    """The token-weighted CE over all batches (normalised by trained tokens) and every parameter's gradient."""
+    model.zero_grad(set_to_none=True)
+    total, count = torch.zeros(()), 0
+    for batch in batches:
+        part, n = weighted_ce(model(**model_inputs(batch)).logits, batch["labels"], batch["weights"])
+        total, count = total + part, count + n
+    loss = total / count
+    loss.backward()
+    return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def one_by_one(features: list[Features]) -> list[dict[str, torch.Tensor]]:
+    return [{"input_ids": torch.tensor([f.input_ids]), "labels": torch.tensor([f.labels]),
+             "weights": torch.tensor([f.weights])} for f in features]
+
+
+def test_padded_layout() -> None:
+    batch = collate_padded(EXAMPLES[:2], pad_id=0)
+    assert batch["input_ids"].shape == (2, 25)
+    assert batch["attention_mask"][1].tolist() == [1] * 14 + [0] * 11
+    assert batch["input_ids"][1, 14:].eq(0).all()
+    assert batch["labels"][1].tolist() == EXAMPLES[1].labels + [IGNORE_INDEX] * 11
+    assert batch["weights"][1].tolist() == EXAMPLES[1].weights + [0.0] * 11
+    assert batch["labels"][0].tolist() == EXAMPLES[0].labels
+
+
+def test_packed_layout_one_row() -> None:
+    a, b = EXAMPLES[3], EXAMPLES[1]
+    batch = collate_packed([a, b])
+    assert set(batch) == {"input_ids", "position_ids", "labels", "weights"}
+    assert batch["input_ids"][0].tolist() == a.input_ids + b.input_ids
+    assert batch["position_ids"][0].tolist() == list(range(8)) + list(range(14))
+    # Example a is trained from its first token: that label is masked (nothing in the row predicts it).
+    assert batch["labels"][0].tolist() == [IGNORE_INDEX] + a.labels[1:] + [IGNORE_INDEX] + b.labels[1:]
+    assert batch["weights"][0].tolist() == [0.0] + a.weights[1:] + [0.0] + b.weights[1:]
+
+
+def test_packed_rows_within_budget() -> None:
+    lengths = [len(f.input_ids) for f in EXAMPLES]  # 25, 14, 38, 8, 17
+    rows = pack_rows(lengths, max_tokens=40)
+    assert sorted(i for row in rows for i in row) == list(range(len(EXAMPLES)))
+    assert all(sum(lengths[i] for i in row) <= 40 for row in rows)
+    assert len(rows) == 3  # 38 | 25 + 14 | 17 + 8
+    batch = collate_packed(EXAMPLES, max_tokens=40, pad_id=1)
+    assert batch["input_ids"].shape == (3, 39)
+    last = batch["position_ids"][2].tolist()
+    assert last == list(range(17)) + list(range(8)) + list(range(14))  # the padding restarts at 0
+    assert batch["input_ids"][2, 25:].eq(1).all() and batch["labels"][2, 25:].eq(IGNORE_INDEX).all()
+    assert pack_rows([50, 3], max_tokens=40) == [[0], [1]]  # too long for the budget: a row of its own
+
+
+def test_bad_features_are_refused() -> None:
+    with pytest.raises(ValueError, match="empty batch"):
+        collate_packed([])
+    with pytest.raises(ValueError, match="example 1 .* lengths 3/2/3"):
+        collate_padded([EXAMPLES[0], Features([5, 6, 7], [5, 6], [1.0, 1.0, 1.0])], pad_id=0)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_and_padded_match_unpacked(model_folder: Path, attention: str) -> None:
+    model = load(model_folder, attention)
+    reference_loss, reference_grads = loss_and_grads(model, one_by_one(EXAMPLES))
+    batches = {
+        "padded": [collate_padded(EXAMPLES, pad_id=0)],
+        "packed": [collate_packed(EXAMPLES)],
+        "packed rows": [collate_packed(EXAMPLES, max_tokens=40)],
+        "packed in two batches": [collate_packed(EXAMPLES[:2]), collate_packed(EXAMPLES[2:], max_tokens=30)],
+    }
+    for layout, batch in batches.items():
+        loss, grads = loss_and_grads(model, batch)
+        assert loss == pytest.approx(reference_loss, abs=1e-5), layout
+        for name, grad in grads.items():
+            assert (grad - reference_grads[name]).abs().max() <= 1e-5, (layout, name)
+    assert any(g.abs().max() > 1e-3 for g in reference_grads.values())  # the comparison is not of zeros
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_no_attention_across_examples(model_folder: Path, attention: str) -> None:
+    model = load(model_folder, attention).eval()
+    a, b = EXAMPLES[0], EXAMPLES[2]
+    changed = Features([(t * 7) % 300 + 4 for t in a.input_ids], a.labels, a.weights)
+    start = len(a.input_ids)
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([b.input_ids])).logits[0]
+        logits = []
+        for first in (a, changed):
+            batch = collate_packed([first, b])
+            logits.append(model(**model_inputs(batch)).logits[0, start:])
+        row = collate_packed([b, a, EXAMPLES[3]], max_tokens=40)  # b shares a row with padding only
+        padded_row = model(**model_inputs(row)).logits[0, :len(b.input_ids)]
+        flat = collate_packed([a, b])  # the same tokens with running positions: one sequence, b sees a
+        running = model(input_ids=flat["input_ids"], use_cache=False).logits[0, start:]
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits[0], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(padded_row, alone, atol=1e-5, rtol=0)
+    assert (running - alone).abs().max() > 1e-3
