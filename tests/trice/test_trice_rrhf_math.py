@@ -72,3 +72,42 @@ def test_scores_from_hand_computed_logits() -> None:
     rank = max(0.0, p0 - p1) + max(0.0, p2 - p1) + max(0.0, p2 - p0)
     assert loss.item() == pytest.approx(0.5 * rank - p1)
     assert metrics["rank_loss"] == pytest.approx(rank)
+
+
+# Three candidates scored from hand-made logits over a vocabulary of 2. The last prompt column has logits
+# (ln 3, 0): token 0 has probability 3/4, token 1 has 1/4; a column with logits (0, 0) gives 1/2 each.
+#   c0 = [1]     p0 = ln(1/4)                  = -1.386294
+#   c1 = [0, 0]  p1 = (ln(3/4) + ln(1/2)) / 2  = -0.490415
+#   c2 = [0]     p2 = ln(3/4)                  = -0.287682
+THREE = {"prompt_ids": [1, 1], "candidate_ids": [[1], [0, 0], [0]], "candidate_trained": [[True], [True, True], [True]]}
+
+
+def three_candidate_logits() -> torch.Tensor:
+    # kept columns: last prompt token, then the candidate tokens [1 | 0 0 | 0]
+    third = math.log(3.0)
+    return torch.tensor([[[third, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]], requires_grad=True)
+
+
+@pytest.mark.parametrize(("rewards", "weight", "rank", "sft"), [
+    # reversed: the model prefers c2 > c1 > c0, the rewards say c0 > c1 > c2; every pair is out of order:
+    # (p1 - p0) + (p2 - p0) + (p2 - p1) = 0.895880 + 1.098612 + 0.202733; SFT on c0
+    ([3.0, 2.0, 1.0], 1.0, 2.197225, 1.386294),
+    ([3.0, 2.0, 1.0], 0.1, 2.197225, 1.386294),
+    # ties: c0 and c1 share the best reward (no pair between them); (p2 - p0) + (p2 - p1); SFT on the first best
+    ([2.0, 2.0, 1.0], 1.0, 1.098612 + 0.202733, 1.386294),
+    # agreeing order with a tie at the top: nothing to rank; SFT on c1, the first of the tied best
+    ([1.0, 2.0, 2.0], 1.0, 0.0, 0.490415),
+])
+def test_three_candidates_hand_computed(rewards: list[float], weight: float, rank: float, sft: float) -> None:
+    batch = collate([{**THREE, "rewards": rewards}], shared=True)
+    logits = three_candidate_logits()
+    scores = candidate_scores(logits, batch)
+    assert scores[0].tolist() == pytest.approx([-1.386294, -0.490415, -0.287682], abs=1e-6)
+    loss, metrics = rrhf_loss(scores, batch["rewards"], batch["valid"], rrhf_weight=weight)
+    assert metrics["rank_loss"] == pytest.approx(rank, abs=1e-5)
+    assert metrics["sft_loss"] == pytest.approx(sft, abs=1e-5)
+    assert loss.item() == pytest.approx(weight * rank + sft, abs=1e-5)
+    loss.backward()
+    # the columns of the last token of c0 and of c2 predict nothing: no gradient there
+    reached = logits.grad[0].abs().sum(dim=-1) > 0
+    assert reached[0] and not reached[1] and not reached[4]

@@ -38,7 +38,8 @@ def collate(features: Sequence[Features], *, shared: bool = True) -> dict[str, t
 
     ``prompt_width`` is the padded prompt length (candidates start there). ``token_*`` tensors list
     every trained candidate token: its row, the column whose logits predict it (counted from
-    ``prompt_width - 1``), its id and its candidate (``query * K + j``).
+    ``prompt_width - 1``), its id and its candidate (``query * K + j``). ``rewards`` and ``valid`` are
+    (queries, K) with K the largest pool; ``valid`` marks the candidates that exist and have trained tokens.
     """
     width = max(len(f["prompt_ids"]) for f in features)
     most = max(len(f["rewards"]) for f in features)
@@ -73,11 +74,11 @@ def collate(features: Sequence[Features], *, shared: bool = True) -> dict[str, t
         position_ids[r, : len(pos)] = torch.tensor(pos)
         group[r, : len(groups)] = torch.tensor(groups)
     rewards = torch.zeros((len(features), most))
-    valid = torch.zeros((len(features), most), dtype=torch.bool)
     for query, feature in enumerate(features):
         rewards[query, : len(feature["rewards"])] = torch.tensor(feature["rewards"], dtype=torch.float)
-        valid[query, : len(feature["rewards"])] = True
     token = torch.tensor(tokens, dtype=torch.long).reshape(-1, 4)
+    # a candidate takes part only when it has trained tokens (padding slots and empty candidates do not)
+    valid = torch.bincount(token[:, 3], minlength=len(features) * most).view(len(features), most) > 0
     return {
         "input_ids": input_ids,
         "prompt_width": torch.tensor(width),

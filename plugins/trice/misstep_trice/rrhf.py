@@ -23,14 +23,35 @@ from pydantic import Field
 from misstep_trice.layout import Features, additive, collate
 
 
+def _unwrapped(model: Any) -> Any:
+    """The model inside DDP / DeepSpeed wrappers (for its config and embeddings)."""
+    while not hasattr(model, "config") and hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def model_mask(model: Any, mask: torch.Tensor) -> torch.Tensor:
+    """The boolean 4-D mask in the form the model's attention takes: as is for SDPA, additive otherwise.
+
+    Flash attention cannot take a per-candidate mask: load the model with ``sdpa`` or ``eager``.
+    """
+    inner = _unwrapped(model)
+    implementation = str(getattr(inner.config, "_attn_implementation", None) or "eager")
+    if implementation == "sdpa":
+        return mask
+    if "flash" in implementation:
+        raise misstep.ComponentError(
+            f"the rrhf loss needs a 4-D attention mask, which {implementation!r} attention does not take; "
+            "load the model with sdpa or eager attention")
+    return additive(mask, inner.get_input_embeddings().weight.dtype)
+
+
 def kept_logits(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Logits from the last prompt column on (the only ones that predict candidate tokens)."""
-    mask = batch["attention_mask"]
-    dtype = model.get_input_embeddings().weight.dtype
-    keep = batch["input_ids"].shape[1] - batch["prompt_width"].item() + 1
+    keep = batch["input_ids"].shape[1] - int(batch["prompt_width"]) + 1
     out = model(
         input_ids=batch["input_ids"],
-        attention_mask=additive(mask, dtype) if mask.dtype == torch.bool else mask,
+        attention_mask=model_mask(model, batch["attention_mask"]),
         position_ids=batch["position_ids"],
         logits_to_keep=keep,
         use_cache=False,
