@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from misstep import Example, Message, PromptTemplate
 from misstep.testing import build_tiny_model
+from misstep.training.encode import encode_example
 from misstep.training.packing import IGNORE_INDEX, collate_packed, collate_padded, model_inputs, pack_rows
 
 torch.set_num_threads(1)
@@ -47,6 +49,25 @@ EXAMPLES = [
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def encoded(model_folder: Path) -> list[Features]:
+    """ReAct conversations through the real encoder: masked prompt and observations, weighted turns."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    examples = []
+    for steps in (1, 3):
+        messages = PromptTemplate(preset="math").render(f"Tom has {steps} bags of 12 apples. How many apples?")
+        for step in range(steps):
+            messages += [Message(role="assistant", content=f"Thought: step {step}.\nAction: calculate[{step} + 12]",
+                                 weight=0.5 + step),
+                         Message(role="user", content=f"Observation: {step + 12}")]
+        messages.append(Message(role="assistant", content="Thought: done.\nAction: finish[36]"))
+        examples.append(encode_example(Example(id=str(steps), messages=messages), tokenizer, max_length=1024))
+    assert all(0 < e.trained_tokens < len(e.input_ids) for e in examples)
+    return examples
 
 
 def load(folder: Path, attention: str) -> torch.nn.Module:
@@ -124,15 +145,18 @@ def test_bad_features_are_refused() -> None:
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_packed_and_padded_match_unpacked(model_folder: Path, attention: str) -> None:
+def test_packed_and_padded_match_unpacked(model_folder: Path, encoded: list[Features], attention: str) -> None:
     model = load(model_folder, attention)
-    reference_loss, reference_grads = loss_and_grads(model, one_by_one(EXAMPLES))
+    examples = [encoded[0], *EXAMPLES, encoded[1]]
+    reference_loss, reference_grads = loss_and_grads(model, one_by_one(examples))
+    longest = max(len(f.input_ids) for f in examples)
     batches = {
-        "padded": [collate_padded(EXAMPLES, pad_id=0)],
-        "packed": [collate_packed(EXAMPLES)],
-        "packed rows": [collate_packed(EXAMPLES, max_tokens=40)],
-        "packed in two batches": [collate_packed(EXAMPLES[:2]), collate_packed(EXAMPLES[2:], max_tokens=30)],
+        "padded": [collate_padded(examples, pad_id=0)],
+        "packed": [collate_packed(examples)],
+        "packed rows": [collate_packed(examples, max_tokens=longest)],
+        "packed in two batches": [collate_packed(examples[:3]), collate_packed(examples[3:], max_tokens=longest)],
     }
+    assert len(batches["packed rows"][0]["input_ids"]) > 1
     for layout, batch in batches.items():
         loss, grads = loss_and_grads(model, batch)
         assert loss == pytest.approx(reference_loss, abs=1e-5), layout
