@@ -17,7 +17,7 @@ Preset = Literal["math", "qa"]
 
 INSTRUCTIONS: dict[str, str] = {
     "math": "Given a math problem, please answer it and you can use a {tool} for help.",
-    "qa": "Given a question, please answer it and you can use {tool} for help.",
+    "qa": "Given a question, please answer it and you can use a {tool} for help.",
 }
 DEFAULT_TOOLS: dict[str, str] = {"math": "calculator", "qa": "search"}
 

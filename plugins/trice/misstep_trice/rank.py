@@ -38,6 +38,7 @@ class PoolEntry(BaseModel):
     task_id: str
     origin: str
     response: str
+    gold: bool = False
 
 
 class TargetPool(BaseModel):
@@ -117,8 +118,7 @@ class RankStage(misstep.Stage["RankStage.Options"]):
             judged = []
             for entry in entries:
                 execution = execute(entry.response, tools)
-                judged.append(Judged(entry.origin, execution, verifier.verify(task, execution.answer),
-                                     gold=entry.origin == GOLD))
+                judged.append(Judged(entry.origin, execution, verifier.verify(task, execution.answer), gold=entry.gold))
             stats.add(judged)
             ranked.append(misstep.RankedExample(
                 id=task.id,
@@ -166,7 +166,7 @@ class RankStage(misstep.Stage["RankStage.Options"]):
             replies = [m.content for m in example.messages if m.role == "assistant" and m.trained]
             if replies:
                 entries.append(PoolEntry(task_id=str(example.metadata.get("task_id", example.id)), origin=GOLD,
-                                         response=replies[-1]))
+                                         response=replies[-1], gold=True))
         return entries
 
     def _generated(self, ctx: misstep.StageContext, number: int, source: GeneratePool,
