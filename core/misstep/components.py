@@ -121,6 +121,14 @@ class Loss(Component[O]):
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         raise NotImplementedError
 
+    def collate(self, features: Sequence[Any]) -> Mapping[str, Any]:
+        """Optional: the batch for ``compute`` from encoded examples (ranked losses must define it).
+
+        Ranked features are dicts with ``prompt_ids``, ``candidate_ids``, ``candidate_trained`` and
+        ``rewards``. Losses that do not define it get the engine's padded or packed token batches.
+        """
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Sampling:

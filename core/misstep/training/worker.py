@@ -1,0 +1,28 @@
+"""The program each training process runs under torchrun: ``python -m misstep.training.worker JOB.json``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from misstep.errors import MisstepError
+from misstep.training.engine import Job, train
+
+ERROR_PREFIX = "misstep: error: "
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m misstep.training.worker JOB.json", file=sys.stderr)
+        return 2
+    try:
+        train(Job.model_validate_json(Path(args[0]).read_text(encoding="utf-8")))
+    except MisstepError as error:
+        print(ERROR_PREFIX + str(error), file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
