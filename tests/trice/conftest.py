@@ -1,0 +1,59 @@
+"""Fixtures for the TRICE tests: a plugin manager with TRICE, the tools and a scripted backend."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import misstep
+import misstep_tools.plugin
+import misstep_trice.plugin
+from misstep.plugins import reset_plugins
+from misstep.recipe import validate_recipe
+from trice_components import Scripted, TriceTestPlugin
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
+    reset_plugins()
+    Scripted.seen = []
+    yield
+    reset_plugins()
+
+
+@pytest.fixture
+def plugins() -> misstep.Plugins:
+    manager = misstep.Plugins(entry_points=False)
+    manager.add(misstep_tools.plugin, "tools")
+    manager.add(misstep_trice.plugin, "trice")
+    manager.add(TriceTestPlugin(), "trice-test")
+    return manager
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> Callable[..., Path]:
+    def write(rows: Sequence[dict[str, Any]], name: str = "tasks.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run(tmp_path: Path, plugins: misstep.Plugins) -> Callable[..., Any]:
+    """Validate recipe YAML text and run it in ``tmp_path/run``; returns the run."""
+
+    def execute(text: str, *, run_dir: Path | None = None) -> Any:
+        recipe = validate_recipe(yaml.safe_load(textwrap.dedent(text)), plugins=plugins)
+        return misstep.run_recipe(recipe, run_dir=run_dir or tmp_path / "run", plugins=plugins, quiet=True)
+
+    return execute

@@ -1,0 +1,156 @@
+"""The TRICE data stages on scripted backends and the real calculator: stage I, ranking, evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import misstep
+from misstep_trice.stage1 import Decision
+from trice_components import Scripted
+
+QUESTIONS = [
+    {"id": "add", "question": "What is 2 plus 3?", "answer": "5"},
+    {"id": "mul", "question": "What is 6 times 7?", "answer": "#### 42"},
+    {"id": "nocall", "question": "What is 5 plus 5?", "answer": "10"},
+    {"id": "wrongcall", "question": "What is 4 plus 5?", "answer": "9"},
+]
+STUDENT = {"2 plus 3": "The answer is 5.", "6 times 7": "It is 40.", "5 plus 5": "11", "4 plus 5": "8"}
+TEACHER = {"6 times 7": "calculator(6*7)", "5 plus 5": "The answer is 10.", "4 plus 5": "calculator(4+4)"}
+
+
+def stage1_recipe(tasks: Path, *, verify: bool = True) -> str:
+    return f"""
+    name: stage1
+    stages:
+      - use: tasks
+        tasks: {{use: jsonl, path: {tasks}, dataset: toy}}
+      - use: trice-stage1
+        name: stage1
+        tasks: tasks
+        student: {{use: trice-scripted, replies: {json.dumps(STUDENT)}}}
+        teacher: {{use: trice-scripted, replies: {json.dumps(TEACHER)}}}
+        verify_calls: {str(verify).lower()}
+    """
+
+
+def examples_of(path: Path) -> dict[str, misstep.Example]:
+    return {e.id: e for e in misstep.read_jsonl(path, misstep.Example)}
+
+
+def test_stage1_keeps_right_answers_and_verified_teacher_calls(tasks_file, run) -> None:
+    result = run(stage1_recipe(tasks_file(QUESTIONS)))
+    outputs = result.outputs["stage1"]
+    examples = examples_of(result.dir / outputs["examples"]["path"])
+    assert sorted(examples) == ["add", "mul"]
+    assert [m.role for m in examples["add"].messages] == ["user", "assistant"]
+    assert examples["add"].messages[0].content.startswith("Given a math problem, please answer it and you can use")
+    assert examples["add"].messages[-1].content == "The answer is 5."  # its own right answer
+    assert examples["mul"].messages[-1].content == "calculator(6*7)"  # the teacher's verified call
+    assert examples["mul"].metadata["source"] == "teacher"
+    assert outputs["outcomes"] == {"student": 1, "teacher": 1, "no-call": 1, "wrong-call": 1}
+    assert outputs["student_accuracy"] == 0.25
+    # the teacher saw the gold answer (as a number) and only the wrongly answered questions
+    teacher_prompts = [text for text in Scripted.seen if "Golden answers" in text]
+    assert len(teacher_prompts) == 3
+    assert any("Question: What is 6 times 7?\nGolden answers: ['42']\nOutput: " in t for t in teacher_prompts)
+
+
+def test_stage1_without_verification_keeps_wrong_calls(tasks_file, run) -> None:
+    result = run(stage1_recipe(tasks_file(QUESTIONS), verify=False))
+    examples = examples_of(result.dir / result.outputs["stage1"]["examples"]["path"])
+    assert sorted(examples) == ["add", "mul", "wrongcall"]
+    assert examples["wrongcall"].messages[-1].content == "calculator(4+4)"
+
+
+def test_stage1_resumes_without_asking_again(tasks_file, run, tmp_path) -> None:
+    recipe = stage1_recipe(tasks_file(QUESTIONS))
+    stage_dir = tmp_path / "run" / "stage1"
+    stage_dir.mkdir(parents=True)
+    done = Decision(task_id="mul", student="41", teacher="calculator(6*7)", target="calculator(6*7)", outcome="teacher")
+    # a decision already stored, and a last line cut short by a crash
+    (stage_dir / "decisions.jsonl").write_text(done.model_dump_json() + "\n" + '{"task_id": "add", "stu')
+    result = run(recipe)
+    assert not any("6 times 7" in text for text in Scripted.seen)
+    decisions = list(misstep.read_jsonl(stage_dir / "decisions.jsonl", Decision))
+    assert sorted(d.task_id for d in decisions) == ["add", "mul", "nocall", "wrongcall"]
+    assert result.outputs["stage1"]["count"] == 2
+
+
+def rank_recipe(tasks: Path, pool_file: Path, scheme: str = "paper") -> str:
+    sampled = {"2 plus 3": ["calculator(2+3)", "It is 6."], "6 times 7": ["42", "calculator(6+7)"],
+               "4 plus 5": ["calculator(4+5)", "9"]}
+    return stage1_recipe(tasks) + f"""
+      - use: trice-rank
+        name: rank
+        tasks: stage1
+        scheme: {scheme}
+        sources:
+          - {{source: target}}
+          - {{source: generate, backend: {{use: trice-scripted, replies: {json.dumps(sampled)}}}, samples: 2,
+             label: sampled}}
+          - {{source: file, path: {pool_file}, id: qid, response: text}}
+    """
+
+
+def test_rank_builds_pools_of_varying_size_and_ranks_by_execution(tasks_file, run, tmp_path) -> None:
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text('{"qid": "mul", "text": "calculator(6*7.5)"}\n{"qid": "mul", "text": "about 100"}\n')
+    result = run(rank_recipe(tasks_file(QUESTIONS), pool_file))
+    ranked = {r.id: r for r in misstep.read_jsonl(result.dir / result.outputs["rank"]["examples"]["path"],
+                                                  misstep.RankedExample)}
+    # nocall has no gold; it still has the 2 sampled candidates (default reply) -> kept with k = 2
+    assert {k: len(r.candidates) for k, r in ranked.items()} == {"add": 3, "mul": 5, "nocall": 2, "wrongcall": 2}
+    mul = ranked["mul"]
+    texts = [c.messages[0].content for c in mul.candidates]
+    assert texts == ["calculator(6*7)", "42", "calculator(6+7)", "calculator(6*7.5)", "about 100"]
+    rewards = [c.reward for c in mul.candidates]
+    # gold > correct with the other decision > wrong by distance: 45 (3 off), 13 (29 off), 100 (58 off)
+    assert rewards[0] == 4.0 and rewards[1] == 2.0
+    assert rewards[3] > rewards[2] > rewards[4] > 0
+    assert [c.metadata["origin"] for c in mul.candidates] == ["gold", "sampled", "sampled", "pool", "pool"]
+    add = ranked["add"]
+    assert [c.reward for c in add.candidates][:2] == [4.0, 2.0]  # plain gold; the calculator call is correct
+    assert add.prompt[-1].content.endswith("What is 2 plus 3?")
+    summary = json.loads((result.dir / "rank" / "summary.json").read_text())
+    assert summary["origins"]["gold"] == {"count": 2, "accuracy": 1.0, "tool_use_rate": 0.5}
+
+
+def test_rank_reference_scheme_and_minimum_pool(tasks_file, run, tmp_path) -> None:
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text("")
+    recipe = rank_recipe(tasks_file(QUESTIONS), pool_file, scheme="reference")
+    result = run(recipe.replace("scheme: reference", "scheme: reference\n        min_candidates: 3"))
+    ranked = {r.id: r for r in misstep.read_jsonl(result.dir / result.outputs["rank"]["examples"]["path"],
+                                                  misstep.RankedExample)}
+    assert sorted(ranked) == ["add", "mul"]
+    assert [c.reward for c in ranked["mul"].candidates] == [20.0, 15.0, 10.0]
+    assert result.outputs["rank"]["skipped"] == 2
+
+
+def test_rank_reports_bad_pool_file(tasks_file, run, tmp_path) -> None:
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text('{"qid": "mul", "text": "1"}\n{"id": "add"}\n')
+    with pytest.raises(misstep.DataError, match=r"pool.jsonl:2: expected a JSON object with 'qid' and 'text'"):
+        run(rank_recipe(tasks_file(QUESTIONS), pool_file))
+
+
+def test_evaluate_reports_accuracy_and_tool_use_per_dataset(tasks_file, run) -> None:
+    first = tasks_file(QUESTIONS[:2], "a.jsonl")
+    second = tasks_file(QUESTIONS[2:], "b.jsonl")
+    replies = {"2 plus 3": "5", "6 times 7": "calculator(6*7)", "5 plus 5": "calculator(5+6)", "4 plus 5": "9"}
+    result = run(f"""
+    name: evaluate
+    stages:
+      - use: trice-evaluate
+        tasks: [{{use: jsonl, path: {first}, dataset: a}}, {{use: jsonl, path: {second}, dataset: b}}]
+        backend: {{use: trice-scripted, replies: {json.dumps(replies)}}}
+    """)
+    outputs = result.outputs["trice-evaluate"]
+    assert outputs["accuracy"] == 0.75 and outputs["tool_use_rate"] == 0.5
+    assert outputs["datasets"]["a"] == {"accuracy": 1.0, "tool_use_rate": 0.5, "count": 2}
+    assert outputs["datasets"]["b"] == {"accuracy": 0.5, "tool_use_rate": 0.5, "count": 2}
+    table = (result.dir / outputs["table"]["path"]).read_text()
+    assert "| all | 75.00% | 50.00% | 4 |" in table
