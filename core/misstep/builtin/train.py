@@ -196,7 +196,7 @@ class TrainStage(Stage["TrainStage.Options"]):
 
             ctx.log(f"launching {processes} training processes (torchrun)")
             return launch(job, ctx.dir, processes, quiet=ctx.run.quiet)
-        return train(job)
+        return train(job, loss=opts.loss.build())  # built here: the recipe's plugins, not only installed ones
 
     def _arguments(self, ctx: StageContext, cuda: bool, deepspeed: dict[str, Any] | None) -> dict[str, Any]:
         """transformers TrainingArguments from the options."""
@@ -218,8 +218,7 @@ class TrainStage(Stage["TrainStage.Options"]):
             "gradient_accumulation_steps": opts.gradient_accumulation,
             "bf16": precision == "bf16",
             "fp16": precision == "fp16",
-            "gradient_checkpointing": opts.gradient_checkpointing,
-            "gradient_checkpointing_kwargs": {"use_reentrant": False} if opts.gradient_checkpointing else None,
+            **_checkpointing(opts.gradient_checkpointing),
             "deepspeed": deepspeed,
             "report_to": opts.report_to,
             "logging_steps": opts.logging_steps,
@@ -231,6 +230,17 @@ class TrainStage(Stage["TrainStage.Options"]):
             "remove_unused_columns": False,
             "disable_tqdm": ctx.run.quiet,
         }
+
+
+def _checkpointing(enabled: bool) -> dict[str, Any]:
+    """Gradient checkpointing arguments under the name this transformers uses (``activation_`` since 5.x)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {field.name for field in dataclasses.fields(TrainingArguments)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
 def _base(model: ModelSpec) -> str:

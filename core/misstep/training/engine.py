@@ -137,11 +137,14 @@ def last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder))
 
 
-def train(job: Job) -> dict[str, Any]:
-    """Run the job (in every process of a distributed launch); the main process saves the model."""
+def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
+    """Run the job (in every process of a distributed launch); the main process saves the model.
+
+    ``loss`` defaults to the job's loss looked up in the installed plugins.
+    """
     from transformers import TrainingArguments, set_seed
 
-    loss = build_loss(job.loss)
+    loss = loss or build_loss(job.loss)
     arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments)
     set_seed(arguments.seed)  # before the model: a new LoRA's initial weights follow the seed
     tokenizer = load_tokenizer(job.model)

@@ -1,0 +1,43 @@
+"""Helpers for train-stage tests: example files and recipes with an `examples` stage and a `train` stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import misstep
+from misstep.datamodel import Example, Message
+from misstep.jsonl import write_jsonl
+from misstep.recipe import Recipe, validate_recipe
+
+MESSAGES = [
+    Message(role="system", content="Solve a question answering task."),
+    Message(role="user", content="Question: Tom has 3 bags with 12 apples. How many apples?"),
+    Message(role="assistant", content="Thought: multiply.\nAction: Calculator[3 * 12]"),
+    Message(role="tool", content="Observation: 36"),
+    Message(role="assistant", content="Action: Finish[36]"),
+]
+
+
+def write_examples(path: Path, count: int = 8) -> Path:
+    """``count`` copies of a two-turn ReAct trajectory with an observation, as Example records."""
+    write_jsonl(path, [Example(id=str(i), messages=MESSAGES) for i in range(count)])
+    return path
+
+
+def recipe(model: Path | str, examples: Path, *stages: dict[str, Any], lora: dict[str, Any] | None = None,
+           plugins: misstep.Plugins | None = None) -> Recipe:
+    """A recipe: the examples file, then the given train (or other) stages."""
+    model_spec: dict[str, Any] = {"path": str(model)}
+    if lora is not None:
+        model_spec["lora"] = lora
+    data = {"name": "train-test", "model": model_spec,
+            "stages": [{"use": "examples", "path": str(examples)}, *stages]}
+    return validate_recipe(data, plugins=plugins)
+
+
+def train_stage(**options: Any) -> dict[str, Any]:
+    """A small, fast train stage: a few steps, high learning rate, a log line per step."""
+    return {"use": "train", "examples": "examples", "max_steps": 3, "batch_size": 4, "learning_rate": 1e-3,
+            "logging_steps": 1, "warmup_ratio": 0.0, **options}
+
