@@ -114,13 +114,22 @@ def test_padded_layout() -> None:
 
 def test_packed_layout_one_row() -> None:
     a, b = EXAMPLES[3], EXAMPLES[1]
-    batch = collate_packed([a, b])
+    batch = collate_packed([a, b], max_tokens=22)
     assert set(batch) == {"input_ids", "position_ids", "labels", "weights"}
     assert batch["input_ids"][0].tolist() == a.input_ids + b.input_ids
     assert batch["position_ids"][0].tolist() == list(range(8)) + list(range(14))
     # Example a is trained from its first token: that label is masked (nothing in the row predicts it).
     assert batch["labels"][0].tolist() == [IGNORE_INDEX] + a.labels[1:] + [IGNORE_INDEX] + b.labels[1:]
     assert batch["weights"][0].tolist() == [0.0] + a.weights[1:] + [0.0] + b.weights[1:]
+
+
+def test_packed_rows_default_to_the_longest_example() -> None:
+    batch = collate_packed(EXAMPLES)  # 25, 14, 38, 8, 17 -> 25 + 8 | 14 + 17 | 38
+    assert batch["input_ids"].shape == (3, 38)
+    assert sorted(batch["labels"].ne(IGNORE_INDEX).sum(1).tolist()) == sorted(
+        [sum(l != IGNORE_INDEX for l in EXAMPLES[2].labels[1:]),
+         sum(l != IGNORE_INDEX for f in (EXAMPLES[0], EXAMPLES[3]) for l in f.labels[1:]),
+         sum(l != IGNORE_INDEX for f in (EXAMPLES[4], EXAMPLES[1]) for l in f.labels[1:])])
 
 
 def test_packed_rows_within_budget() -> None:
@@ -131,8 +140,9 @@ def test_packed_rows_within_budget() -> None:
     assert len(rows) == 3  # 38 | 25 + 14 | 17 + 8
     batch = collate_packed(EXAMPLES, max_tokens=40, pad_id=1)
     assert batch["input_ids"].shape == (3, 39)
+    assert pack_rows(lengths, max_tokens=40) == [[0, 1], [2], [3, 4]]  # examples keep their order
     last = batch["position_ids"][2].tolist()
-    assert last == list(range(17)) + list(range(8)) + list(range(14))  # the padding restarts at 0
+    assert last == list(range(8)) + list(range(17)) + list(range(14))  # the padding restarts at 0
     assert batch["input_ids"][2, 25:].eq(1).all() and batch["labels"][2, 25:].eq(IGNORE_INDEX).all()
     assert pack_rows([50, 3], max_tokens=40) == [[0], [1]]  # too long for the budget: a row of its own
 
@@ -149,14 +159,14 @@ def test_packed_and_padded_match_unpacked(model_folder: Path, encoded: list[Feat
     model = load(model_folder, attention)
     examples = [encoded[0], *EXAMPLES, encoded[1]]
     reference_loss, reference_grads = loss_and_grads(model, one_by_one(examples))
-    longest = max(len(f.input_ids) for f in examples)
+    total = sum(len(f.input_ids) for f in examples)
     batches = {
         "padded": [collate_padded(examples, pad_id=0)],
-        "packed": [collate_packed(examples)],
-        "packed rows": [collate_packed(examples, max_tokens=longest)],
-        "packed in two batches": [collate_packed(examples[:3]), collate_packed(examples[3:], max_tokens=longest)],
+        "packed rows": [collate_packed(examples)],
+        "packed, one row": [collate_packed(examples, max_tokens=total)],
+        "packed in two batches": [collate_packed(examples[:3], max_tokens=total), collate_packed(examples[3:])],
     }
-    assert len(batches["packed rows"][0]["input_ids"]) > 1
+    assert len(batches["packed rows"][0]["input_ids"]) > 1 and len(batches["packed, one row"][0]["input_ids"]) == 1
     for layout, batch in batches.items():
         loss, grads = loss_and_grads(model, batch)
         assert loss == pytest.approx(reference_loss, abs=1e-5), layout
@@ -175,11 +185,11 @@ def test_no_attention_across_examples(model_folder: Path, attention: str) -> Non
         alone = model(input_ids=torch.tensor([b.input_ids])).logits[0]
         logits = []
         for first in (a, changed):
-            batch = collate_packed([first, b])
+            batch = collate_packed([first, b], max_tokens=100)
             logits.append(model(**model_inputs(batch)).logits[0, start:])
         row = collate_packed([b, a, EXAMPLES[3]], max_tokens=40)  # b shares a row with padding only
         padded_row = model(**model_inputs(row)).logits[0, :len(b.input_ids)]
-        flat = collate_packed([a, b])  # the same tokens with running positions: one sequence, b sees a
+        flat = collate_packed([a, b], max_tokens=100)  # the same tokens with running positions: one sequence, b sees a
         running = model(input_ids=flat["input_ids"], use_cache=False).logits[0, start:]
     torch.testing.assert_close(logits[0], logits[1], atol=1e-6, rtol=0)
     torch.testing.assert_close(logits[0], alone, atol=1e-5, rtol=0)

@@ -71,14 +71,12 @@ def collate_padded(features: Sequence[Features], pad_id: int) -> dict[str, torch
     return batch
 
 
-def pack_rows(lengths: Sequence[int], max_tokens: int | None = None) -> list[list[int]]:
+def pack_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     """Group example indices into rows of at most ``max_tokens`` tokens (first fit, longest first).
 
-    ``None`` puts every example in one row, in order. An example longer than ``max_tokens`` gets a row
-    of its own.
+    An example longer than ``max_tokens`` gets a row of its own. Within a row and across rows,
+    examples keep their order.
     """
-    if max_tokens is None:
-        return [list(range(len(lengths)))]
     rows: list[list[int]] = []
     room: list[int] = []
     for index in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
@@ -89,21 +87,24 @@ def pack_rows(lengths: Sequence[int], max_tokens: int | None = None) -> list[lis
             row = len(rows) - 1
         rows[row].append(index)
         room[row] -= lengths[index]
-    return rows
+    return sorted(sorted(row) for row in rows)
 
 
 def collate_packed(features: Sequence[Features], *, max_tokens: int | None = None,
                    pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Pack examples without padding: ``input_ids``, ``position_ids``, ``labels``, ``weights``.
 
-    One row holds the whole batch (``max_tokens=None``, the layout for flash attention), or rows of at
-    most ``max_tokens`` tokens each (bounds the quadratic mask sdpa and eager build per row); shorter
-    rows are then filled with ``pad_id`` tokens that form a sequence of their own (positions from 0,
-    label -100, weight 0), which no real token attends to. Labels and weights are copied token by
-    token, except the first of each example, which is masked.
+    Rows hold at most ``max_tokens`` tokens; by default as many as the batch's longest example, so a
+    row costs sdpa and eager (which attend over the whole row under a mask) no more than a padded row,
+    and a batch needs fewer rows than examples. A budget of at least the batch's total length gives
+    one row, the layout flash attention needs (its varlen kernel attends within each example only). Shorter rows are filled
+    with ``pad_id`` tokens that form a sequence of their own (positions from 0, label -100, weight 0),
+    which no real token attends to. Labels and weights are copied token by token, except the first of
+    each example, which is masked.
     """
     features = _checked(features)
-    rows = pack_rows([len(f.input_ids) for f in features], max_tokens)
+    lengths = [len(f.input_ids) for f in features]
+    rows = pack_rows(lengths, max_tokens or max(lengths))
     width = max(sum(len(features[i].input_ids) for i in row) for row in rows)
     shape = (len(rows), width)
     batch = {
