@@ -5,6 +5,7 @@ from __future__ import annotations
 import misstep
 
 from misstep_nat.arithmetic import ArithmeticWordProblems
+from misstep_nat.importer import NatTrajectories
 from misstep_nat.reformatters import REFORMATTERS
 from misstep_nat.teacher import ScriptedTeacher
 
@@ -23,3 +24,8 @@ def register_tasks(register):  # type: ignore[no-untyped-def]
 @misstep.hookimpl
 def register_backends(register):  # type: ignore[no-untyped-def]
     register(ScriptedTeacher)
+
+
+@misstep.hookimpl
+def register_sources(register):  # type: ignore[no-untyped-def]
+    register(NatTrajectories)
