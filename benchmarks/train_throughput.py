@@ -1,0 +1,361 @@
+"""Trained tokens per second: misstep's engine (packed) vs TRL's SFTTrainer vs a padded transformers Trainer.
+
+All three train the same model on the same NAT-style ReAct conversations (instruction, acknowledgement,
+question, then Thought/Action turns and Observations), with the same batch size, batches, optimiser and
+precision, for one epoch; only the assistant turns (with their end-of-turn token) are trained, never the
+acknowledgement. Each method runs in a fresh process, so peak memory is its own. Prints a table::
+
+    python benchmarks/train_throughput.py --model tiny --examples 96 --batch-size 8                 # CPU
+    python benchmarks/train_throughput.py --model smollm2-135m-instruct --examples 2048 \\
+        --batch-size 32 --data gsm8k:/path/to/gsm8k/train.jsonl                                      # GPU
+
+Methods:
+- ``misstep``: the Trainer, ``sft`` loss and collator of ``misstep.training.engine`` as the ``train``
+  stage builds them with packing on (``packing: auto`` on a GPU): examples encoded by
+  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed``.
+  ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
+  example), ``one`` (one row per batch, the layout for flash attention) or a number of tokens.
+- ``trl``: ``trl.SFTTrainer`` with ``assistant_only_loss=True`` and its default (padded) collator. TRL
+  needs ``{% generation %}`` markers in the chat template to find assistant tokens; it gets the model's
+  ChatML template with markers around the trained turns (same text, same trained tokens).
+- ``trainer``: a plain ``transformers.Trainer`` with the model's own loss and ``DataCollatorForSeq2Seq``
+  right padding, on the same encoded examples as misstep.
+
+Throughput is measured after ``--warmup`` steps, over the remaining steps, with the GPU synchronised at
+each step end. Trained tokens are loss-bearing labels; all tokens are the examples' tokens (no padding).
+
+Data: ``arithmetic`` (default) are misstep-nat's arithmetic word problems solved by its scripted teacher
+(1-2 calculator steps); ``gsm8k:PATH`` turns GSM8K training solutions into ReAct trajectories, one
+calculator step per ``<<expr=result>>`` annotation (at most 7), as in docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import misstep
+from misstep.models import load_tokenizer, resolve_model
+
+METHODS = ("misstep", "trl", "trainer")
+LABELS = {"misstep": "misstep engine, packed", "trl": "TRL SFTTrainer, assistant-only loss",
+          "trainer": "transformers Trainer, padded"}
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def conversation(question: str, steps: list[tuple[str, str, str]], answer: str) -> list[misstep.Message]:
+    """NAT's math prompt, then one Thought/calculate turn per (thought, expression, result), then finish."""
+    messages = misstep.PromptTemplate(preset="math").render(question)
+    for thought, expression, result in steps:
+        messages.append(misstep.Message(role="assistant", content=f"Thought: {thought}\nAction: calculate[{expression}]"))
+        messages.append(misstep.Message(role="user", content=f"Observation: {result}"))
+    messages.append(misstep.Message(role="assistant", content=f"Thought: The answer is {answer}.\nAction: finish[{answer}]"))
+    return messages
+
+
+def calculate(expression: str) -> str:
+    """``x op y`` of the scripted teacher (operands may be parenthesised), as a calculator prints it."""
+    left, op, right = expression.split(" ")
+    x, y = Fraction(left.strip("()")), Fraction(right.strip("()"))
+    value = {"+": x + y, "-": x - y, "*": x * y, "/": x / y}[op]
+    return str(value.numerator) if value.denominator == 1 else f"{float(value):g}"
+
+
+def arithmetic_examples(count: int, seed: int) -> list[misstep.Example]:
+    plugins = misstep.get_plugins()
+    tasks = plugins.create("task", "arithmetic-word-problems", {"count": count, "seed": seed}).load()
+    teacher = plugins.create("backend", "scripted-teacher", {"error_rate": 0.0, "error_slope": 0.0})
+    examples = []
+    for task in tasks:
+        messages = misstep.PromptTemplate(preset="math").render(task.question)
+        while True:
+            turn = teacher.generate([messages], [misstep.Sampling()])[0]
+            messages.append(misstep.Message(role="assistant", content=turn))
+            action = re.search(r"calculate\[(.*)\]", turn)
+            if not action:
+                break
+            messages.append(misstep.Message(role="user", content=f"Observation: {calculate(action.group(1))}"))
+        examples.append(misstep.Example(id=task.id, messages=messages))
+    return examples
+
+
+def gsm8k_examples(path: Path, count: int) -> list[misstep.Example]:
+    examples = []
+    for index, line in enumerate(path.read_text().splitlines()):
+        row = json.loads(line)
+        steps = []
+        for line in row["answer"].splitlines()[:-1]:
+            for prefix, expression, result in re.findall(r"([^<]*)<<([^=<>]+)=([^<>]+)>>", line):
+                said = prefix.strip().rstrip("=$ ").strip()
+                steps.append((f"{said}. I need to calculate {expression}." if said else
+                              f"I need to calculate {expression}.", expression, result))
+        if 0 < len(steps) <= 7:
+            answer = row["answer"].rsplit("####", 1)[-1].strip()
+            examples.append(misstep.Example(id=f"gsm8k-{index}", messages=conversation(row["question"], steps, answer)))
+        if len(examples) == count:
+            break
+    return examples
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+def length(feature: Any) -> int:
+    return len(feature["input_ids"] if isinstance(feature, Mapping) else feature.input_ids)
+
+
+class Counting:
+    """Wraps a collator and records each batch's trained and total (non-padding) tokens, in order."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+        self.batches: list[tuple[int, int]] = []
+
+    def __call__(self, features: list[Any]) -> dict[str, Any]:
+        batch = self.collate(features)
+        trained = int((batch["labels"][..., 1:] != -100).sum())
+        self.batches.append((trained, sum(length(f) for f in features)))
+        return batch
+
+
+def synchronise() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def step_clock() -> Any:
+    """A TrainerCallback that notes the time at the end of every optimiser step."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            synchronise()
+            self.times.append(time.perf_counter())
+
+    return Clock()
+
+
+# --- the three trainers ----------------------------------------------------------------------------
+
+def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = None) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and torch.cuda.is_available())
+    return (cls or TrainingArguments)(
+        output_dir=str(out), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
+        learning_rate=args.learning_rate, lr_scheduler_type="constant", weight_decay=0.0, bf16=bf16,
+        logging_steps=steps, save_strategy="no", report_to="none", disable_tqdm=True, seed=args.seed,
+        data_seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: list[misstep.Example],
+                   out: Path) -> Any:
+    """misstep's Trainer, loss and collator as the ``train`` stage builds them (packing on)."""
+    from misstep.training.encode import encode_example
+    from misstep.training.engine import Collator, _trainer_class, build_loss
+    from misstep.training.packing import collate_packed
+
+    loss = build_loss({"use": "sft"})
+    collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True, max_length=args.max_length)
+    if args.rows != "engine":
+        def collate(batch: list[Any]) -> dict[str, Any]:
+            budget = {"longest": None, "one": sum(len(f.input_ids) for f in batch)}.get(args.rows, args.rows)
+            return collate_packed(batch, max_tokens=budget and int(budget), pad_id=tokenizer.pad_token_id)
+    features = [encode_example(e, tokenizer, args.max_length) for e in examples]
+    steps = -(-len(features) // args.batch_size)
+    return _trainer_class()(model=model, args=training_args(args, out, steps), train_dataset=features,
+                            data_collator=Counting(collate), loss=loss)
+
+
+def padded_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: list[misstep.Example],
+                   out: Path) -> Any:
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
+    from misstep.training.encode import encode_example
+
+    features = []
+    for example in examples:
+        encoded = encode_example(example, tokenizer, args.max_length)
+        features.append({"input_ids": encoded.input_ids, "attention_mask": [1] * len(encoded.input_ids),
+                         "labels": encoded.labels})
+    collate = Counting(DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100,
+                                              return_tensors="pt"))
+    steps = -(-len(features) // args.batch_size)
+    return Trainer(model=model, args=training_args(args, out, steps), train_dataset=features, data_collator=collate)
+
+
+CHATML_TURN = re.compile(
+    r"\{\{-?\s*'<\|im_start\|>'\s*\+\s*message\['role'\]\s*\+\s*'\n'\s*\+\s*message\['content'\]\s*"
+    r"\+\s*'<\|im_end\|>'\s*\+\s*'\n'\s*-?\}\}")
+MARKED_TURN = (
+    "{% if message['train'] %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
+)
+
+
+def with_generation_markers(template: str) -> str:
+    """The ChatML ``template`` with ``{% generation %}`` around trained turns' content and ``<|im_end|>``."""
+    marked, count = CHATML_TURN.subn(lambda _: MARKED_TURN, template)
+    if count != 1:
+        raise SystemExit("the trl method needs a ChatML chat template (tiny, SmolLM2) to add generation markers to")
+    return marked
+
+
+def trl_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: list[misstep.Example],
+                out: Path) -> Any:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer.chat_template = with_generation_markers(tokenizer.chat_template)
+    rows = [{"messages": [{"role": "user" if m.role == "tool" else m.role, "content": m.content, "train": m.trained}
+                          for m in e.messages]} for e in examples]
+    steps = -(-len(rows) // args.batch_size)
+    config = training_args(args, out, steps, SFTConfig)
+    config.assistant_only_loss, config.max_length, config.dataset_num_proc = True, args.max_length, None
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.data_collator = Counting(trainer.data_collator)
+    return trainer
+
+
+BUILDERS = {"misstep": engine_trainer, "trl": trl_trainer, "trainer": padded_trainer}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train one method for an epoch in this process and measure it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(args.seed)
+    examples = list(misstep.read_jsonl(args.examples_file, misstep.Example))
+    tokenizer = load_tokenizer(misstep.ModelSpec(path=args.model))
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model), dtype=torch.float32,
+                                                 attn_implementation=args.attention)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = BUILDERS[args.run](args, model, tokenizer, examples, Path(out))
+        clock = step_clock()
+        trainer.add_callback(clock)
+        result = trainer.train()
+    batches = trainer.data_collator.batches[:len(clock.times)]
+    timed = batches[args.warmup:]
+    seconds = clock.times[-1] - clock.times[args.warmup - 1] if args.warmup else None
+    if seconds is None or not timed:
+        raise SystemExit(f"need more than --warmup {args.warmup} steps: {len(clock.times)} steps ran")
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        device = f"cuda ({torch.cuda.get_device_name()})"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        device = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return {
+        "method": args.run, "steps": len(clock.times), "timed_steps": len(timed), "seconds": seconds,
+        "trained_tokens": sum(t for t, _ in timed), "all_tokens": sum(a for _, a in timed),
+        "epoch_trained_tokens": sum(t for t, _ in batches), "train_loss": result.training_loss,
+        "peak_memory_mib": peak, "peak_kind": "GPU allocated" if torch.cuda.is_available() else "process RSS",
+        "device": device, "dtype": "bf16 autocast" if trainer.args.bf16 else "fp32",
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+def table(results: list[dict[str, Any]]) -> str:
+    speed = {r["method"]: r["trained_tokens"] / r["seconds"] for r in results}
+    lines = ["| method | trained tokens/s | all tokens/s | peak memory (MiB) | vs padded Trainer | vs TRL | "
+             "trained tokens (epoch) | mean loss |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        ratio = {m: f"{speed[r['method']] / speed[m]:.2f}x" if m in speed else "-" for m in ("trainer", "trl")}
+        lines.append(f"| {LABELS[r['method']]} | {speed[r['method']]:,.0f} | {r['all_tokens'] / r['seconds']:,.0f} | "
+                     f"{r['peak_memory_mib']:,.0f} | {ratio['trainer']} | {ratio['trl']} | "
+                     f"{r['epoch_trained_tokens']:,} | {r['train_loss']:.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="alias, model folder or .gguf file")
+    parser.add_argument("--data", default="arithmetic", help="arithmetic, or gsm8k:PATH (GSM8K train.jsonl)")
+    parser.add_argument("--examples", type=int, default=96, help="how many conversations (one epoch)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--rows", default="engine",
+                        help="misstep's packed rows: engine (its own budget), longest (each batch's longest example), "
+                             "one (one row per batch, for flash attention) or a number of tokens")
+    parser.add_argument("--attention", default="sdpa", help="attn_implementation: sdpa, eager, flash_attention_2 ...")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bf16 autocast on a GPU, fp32 on CPU")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=2, help="steps left out of the timing")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--run", choices=METHODS, help=argparse.SUPPRESS)  # one method, in a child process
+    parser.add_argument("--examples-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rows not in ("engine", "longest", "one") and not args.rows.isdigit():
+        raise SystemExit(f"--rows {args.rows!r}: use engine, longest, one or a number of tokens")
+    if args.run:
+        print(json.dumps(run(args)))
+        return
+
+    if args.data.startswith("gsm8k:"):
+        examples = gsm8k_examples(Path(args.data.split(":", 1)[1]), args.examples)
+    elif args.data == "arithmetic":
+        examples = arithmetic_examples(args.examples, args.seed)
+    else:
+        raise SystemExit(f"--data {args.data!r}: use arithmetic or gsm8k:PATH")
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        examples_file = Path(folder) / "examples.jsonl"
+        misstep.write_jsonl(examples_file, examples)
+        options = [part for key, value in vars(args).items() if value is not None and key not in ("json", "run")
+                   for part in (f"--{key.replace('_', '-')}", str(value))]
+        for method in args.methods.split(","):
+            command = [sys.executable, __file__, *options, "--run", method, "--examples-file", str(examples_file)]
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            if done.returncode:
+                sys.stderr.write(done.stderr[-4000:])
+                raise SystemExit(f"{method} failed (exit {done.returncode})")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first = results[0]
+    turns = sum(sum(m.role == "assistant" for m in e.messages) - 1 for e in examples) / len(examples)
+    rows = {"engine": f"of at most --max-length ({args.max_length}) tokens, as the engine packs them",
+            "longest": "as long as each batch's longest example", "one": "one per batch"}.get(
+        args.rows, f"of at most {args.rows} tokens")
+    print(f"model {args.model} ({first['parameters'] / 1e6:.3g}M parameters, {first['dtype']}, {args.attention}) on "
+          f"{first['device']}; {len(examples)} {args.data.split(':')[0]} conversations ({turns:.1f} trained turns "
+          f"each), batch size {args.batch_size}, {first['steps']} steps, timed after {args.warmup}; packed rows "
+          f"{rows}; peak memory: {first['peak_kind']}")
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()
