@@ -12,7 +12,7 @@ from typing import Literal
 
 FINISH = "finish"
 CLOSERS = {"[": "]", "(": ")"}
-_ACTION = re.compile(r"(?im)^[ \t*]*Action[ \t]*\d*[ \t]*:[ \t]*")
+_ACTION = re.compile(r"(?im)^[ \t*]*Action[ \t]*\d*[ \t]*:[ \t*]*")  # also markdown bold: **Action:**
 _THOUGHT = re.compile(r"(?i)^\s*Thought[ \t]*\d*[ \t]*:\s*")
 _NAME = re.compile(r"[A-Za-z_][\w-]*")
 

@@ -25,6 +25,14 @@ STOP = "\nObservation:"
 PromptTransform = Callable[[list[Message]], list[Message]]
 
 
+def observe(tool: Tool, argument: str) -> str:
+    """The tool's observation for ``argument``; a tool that raises gives an "Error: ..." observation."""
+    try:
+        return tool.run(argument)
+    except Exception as error:  # Tool.run must not raise; a plugin tool that does must not end the run
+        return f"Error: tool {tool.name!r} failed: {type(error).__name__}: {error}"
+
+
 def rollout_seed(seed: int, task_id: str, temperature: float, sample: int) -> int:
     """A seed for one rollout that depends only on the run seed and the rollout's identity."""
     return zlib.crc32(f"{seed}|{task_id}|{temperature:g}|{sample}".encode())
@@ -157,10 +165,7 @@ class Agent:
         return None
 
     def _observe(self, tool: str, argument: str) -> str:
-        try:
-            return self.tools[tool].run(argument)
-        except Exception as error:  # Tool.run must not raise; a plugin tool that does must not end the run
-            return f"Error: tool {tool!r} failed: {type(error).__name__}: {error}"
+        return observe(self.tools[tool], argument)
 
     def _finish(self, state: _Live, prediction: str | None, end: str) -> Trajectory:
         rollout = state.rollout
