@@ -1,0 +1,28 @@
+"""Fixtures for the TriPosT plugin's tests: a fresh plugin manager, the shared TriPosT data (or a skip)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from misstep.plugins import reset_plugins
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "tripost"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+@pytest.fixture
+def shared() -> Path:
+    """The TriPosT release folder of the shared data (the test is skipped where it is absent)."""
+    if not (SHARED / "raw").is_dir():
+        pytest.skip(f"shared TriPosT data not found at {SHARED}")
+    return SHARED
