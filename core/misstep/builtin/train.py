@@ -226,7 +226,7 @@ class TrainStage(Stage["TrainStage.Options"]):
             "save_steps": opts.save_steps or 500,
             "save_total_limit": 2,
             "seed": seed,
-            "use_cpu": not cuda,
+            "use_cpu": not cuda and deepspeed is None,  # DeepSpeed on a CPU machine picks its CPU accelerator itself
             "remove_unused_columns": False,
             "disable_tqdm": ctx.run.quiet,
         }
@@ -256,7 +256,7 @@ def _context_length(model: ModelSpec) -> int | None:
 
 
 def _deepspeed_config(value: str | dict[str, Any] | None, folder: Path) -> dict[str, Any] | None:
-    """The DeepSpeed config of a preset, file or mapping, with the batch settings left to transformers."""
+    """The DeepSpeed config of a preset, file or mapping; batch and precision settings follow the stage's."""
     if value is None:
         return None
     if isinstance(value, dict):
@@ -272,8 +272,11 @@ def _deepspeed_config(value: str | dict[str, Any] | None, folder: Path) -> dict[
             config = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise MisstepError(f"deepspeed: {path} is not valid JSON ({error})") from None
-    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"):
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         config.setdefault(key, "auto")
+    if config.get("train_batch_size") == "auto":
+        # transformers fills it before the process group exists (world size 1); DeepSpeed computes it right
+        del config["train_batch_size"]
     config.setdefault("bf16", {"enabled": "auto"})
     config.setdefault("fp16", {"enabled": "auto"})
     zero = config.get("zero_optimization", {})

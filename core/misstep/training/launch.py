@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,10 +47,16 @@ def launch(job: Job, folder: Path, processes: int, *, quiet: bool = False) -> di
     return json.loads((folder / RESULT).read_text())  # type: ignore[no-any-return]
 
 
+EXCEPTION = re.compile(r"^(?:\[rank\d+\]: )?(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)$")
+
+
 def _reason(log: Path) -> str:
-    """The misstep error a rank printed, or the last lines of the output."""
+    """The misstep error a rank printed, else the first exception a rank raised, else the output's end."""
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     for line in lines:
         if ERROR_PREFIX in line:
             return line.split(ERROR_PREFIX, 1)[1]
+    for line in lines:
+        if (match := EXCEPTION.match(line)) and not match.group(1).startswith("torch.distributed.elastic"):
+            return match.group(1)
     return "\n".join(lines[-15:])
