@@ -33,6 +33,7 @@ from misstep.datamodel import (
 from misstep.errors import ComponentError, DataError, MisstepError, PluginError, RecipeError
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import JsonlAppender, read_jsonl, write_jsonl
+from misstep.models import trained_spec
 from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PromptTemplate
 from misstep.recipe import (
@@ -48,6 +49,7 @@ from misstep.recipe import (
     load_recipe,
 )
 from misstep.stages import StageContext, run_recipe
+from misstep.training.encode import Encoded, encode_example
 
 __all__ = [
     "SCHEMA_VERSION", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError", "Example",
@@ -56,4 +58,5 @@ __all__ = [
     "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef", "Tool",
     "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan", "get_plugins",
     "hookimpl", "load_recipe", "read_jsonl", "run_recipe", "write_jsonl",
+    "Encoded", "encode_example", "trained_spec",
 ]
