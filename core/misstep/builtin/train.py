@@ -189,8 +189,9 @@ class TrainStage(Stage["TrainStage.Options"]):
             packing=packing,
             max_length=opts.max_length,
             arguments=self._arguments(ctx, cuda, deepspeed),
-            quiet=ctx.run.quiet,
         )
+        if model.adapter and ctx.model.lora:
+            ctx.log(f"continuing the LoRA adapter {model.adapter}; `model.lora` settings do not apply to it")
         if processes > 1 or deepspeed is not None:
             from misstep.training.launch import launch
 

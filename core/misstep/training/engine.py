@@ -43,7 +43,6 @@ class Job(BaseModel):
     packing: bool
     max_length: int
     arguments: dict[str, Any]  # transformers TrainingArguments
-    quiet: bool = False
 
 
 def build_loss(spec: dict[str, Any]) -> Loss[Any]:
