@@ -30,7 +30,7 @@ MAX_DIGITS = 4000
 """The most digits ``max_digits`` may allow: Python refuses to print integers longer than 4300 digits."""
 LOG10_2 = math.log10(2)
 _ALLOWED_CHARACTERS = re.compile(r"[0-9A-Za-z_+\-*/%^().,\s]*")
-_OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
+_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 _NOT_ALLOWED = {
     ast.Attribute: "attribute access",
     ast.Subscript: "indexing",
@@ -73,7 +73,7 @@ def _digits(value: Number) -> float:
         return 0.0
     if value.is_Rational:
         return math.floor(max(math.log10(abs(value.p)), math.log10(value.q))) + 1
-    _, mantissa, exponent, bits = value._mpf_
+    _, _, exponent, bits = value._mpf_  # mpmath's (sign, mantissa, exponent, bit count)
     return abs(exponent + bits) * LOG10_2
 
 
@@ -129,7 +129,7 @@ class Evaluator:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self.evaluate(node.operand)
             return -operand if isinstance(node.op, ast.USub) else operand
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, _OPERATORS):
             return self._binary(node.op, self.evaluate(node.left), self.evaluate(node.right))
         if isinstance(node, ast.Call):
             return self._call(node)
