@@ -4,7 +4,8 @@ Math takes the tool result or the last number and compares it rounded to 2 decim
 QA counts a hit when any gold alias appears in the prediction (``trice-qa``). With ``read_observations``
 (retrieval QA, as the reference does) the model answers again with the tool's result before the
 question, and that answer is judged. Results go to ``results.jsonl``, ``metrics.json`` and a Markdown
-table ``metrics.md``, overall and per dataset.
+table ``metrics.md``, overall and per dataset. ``trice-report`` puts several evaluations side by side
+(before training, after stage I, after stage II).
 """
 
 from __future__ import annotations
@@ -142,3 +143,30 @@ def markdown(metrics: dict[str, dict[str, float]]) -> str:
         row = metrics[name]
         lines.append(f"| {name} | {row['accuracy']:.2%} | {row['tool_use_rate']:.2%} | {row['count']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+class TriceReport(misstep.Stage["TriceReport.Options"]):
+    """One table of several trice-evaluate stages: accuracy and tool-use rate per dataset, stage by stage."""
+
+    name = "trice-report"
+
+    class Options(misstep.Options):
+        evaluations: Annotated[list[str], misstep.StageInput()] = Field(
+            min_length=1, description="earlier trice-evaluate stages, in the order to show them")
+
+    def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
+        rows = {name: json.loads(ctx.output(name, "metrics").read_text())["metrics"]
+                for name in self.options.evaluations}
+        lines = ["| evaluation | dataset | accuracy | tool-use rate | count |", "| --- | --- | --- | --- | --- |"]
+        for name, metrics in rows.items():
+            for dataset in [d for d in metrics if d != "all"] + ["all"]:
+                row = metrics[dataset]
+                lines.append(f"| {name} | {dataset} | {row['accuracy']:.2%} | {row['tool_use_rate']:.2%} | "
+                             f"{row['count']:.0f} |")
+        table = "\n".join(lines) + "\n"
+        (ctx.dir / "report.md").write_text(table)
+        (ctx.dir / "report.json").write_text(json.dumps(rows, indent=2))
+        ctx.log("\n" + table)
+        return {"table": ctx.dir / "report.md", "report": ctx.dir / "report.json",
+                "accuracy": {name: metrics["all"]["accuracy"] for name, metrics in rows.items()},
+                "tool_use_rate": {name: metrics["all"]["tool_use_rate"] for name, metrics in rows.items()}}

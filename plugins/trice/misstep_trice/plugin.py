@@ -5,7 +5,7 @@ from __future__ import annotations
 import misstep
 
 from misstep_trice.answers import TriceMath, TriceQA
-from misstep_trice.evaluate import TriceEvaluate
+from misstep_trice.evaluate import TriceEvaluate, TriceReport
 from misstep_trice.rank import RankStage
 from misstep_trice.rrhf import RRHF
 from misstep_trice.stage1 import Stage1
@@ -27,3 +27,4 @@ def register_stages(register):  # type: ignore[no-untyped-def]
     register(Stage1)
     register(RankStage)
     register(TriceEvaluate)
+    register(TriceReport)
