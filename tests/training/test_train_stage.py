@@ -171,3 +171,17 @@ def test_unknown_loss_and_bad_options_are_recipe_errors(tiny_model: Path, tmp_pa
         run_recipe(recipe(tiny_model, examples, train_stage(precision="bf16")), run_dir=tmp_path / "run", quiet=True)
     with pytest.raises(MisstepError, match="deepspeed: 'zero9' is neither a preset"):
         run_recipe(recipe(tiny_model, examples, train_stage(deepspeed="zero9")), run_dir=tmp_path / "r2", quiet=True)
+
+
+def test_accumulation_and_checkpointing_reach_the_same_weights(tiny_model: Path, tmp_path: Path) -> None:
+    """All examples are alike, so two accumulated half-batches and checkpointed activations change nothing."""
+    examples = write_examples(tmp_path / "examples.jsonl")
+    stages = [train_stage(name="plain"), train_stage(name="accumulated", batch_size=2, gradient_accumulation=2),
+              train_stage(name="checkpointed", gradient_checkpointing=True)]
+    run = run_recipe(recipe(tiny_model, examples, *stages), run_dir=tmp_path / "run", quiet=True)
+    plain, *others = (load_model(trained_spec(run.dir / name / "model")).state_dict()
+                      for name in ("plain", "accumulated", "checkpointed"))
+    for other in others:
+        for key in plain:
+            torch.testing.assert_close(other[key], plain[key], atol=2e-5, rtol=1e-4, msg=key)
+    assert run.outputs["accumulated"]["steps"] == run.outputs["plain"]["steps"] == 3

@@ -152,6 +152,10 @@ def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
     collator = Collator(loss, tokenizer.pad_token_id, job.packing, job.max_length)
     trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                                loss=loss)
+    if arguments.disable_tqdm:  # a quiet run: no progress bar, and no log lines printed instead of it
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     resume = last_checkpoint(job.checkpoints)
     try:
         result = trainer.train(resume_from_checkpoint=resume)
