@@ -154,3 +154,62 @@ def test_evaluate_reports_accuracy_and_tool_use_per_dataset(tasks_file, run) -> 
     assert outputs["datasets"]["b"] == {"accuracy": 0.5, "tool_use_rate": 0.5, "count": 2}
     table = (result.dir / outputs["table"]["path"]).read_text()
     assert "| all | 75.00% | 50.00% | 4 |" in table
+
+
+QA = [
+    {"id": "hamlet", "question": "Who wrote Hamlet?", "answer": ["William Shakespeare", "Shakespeare"]},
+    {"id": "paris", "question": "What is the capital of France?", "answer": "Paris"},
+    {"id": "cairo", "question": "Which river flows through Cairo?", "answer": ["Nile"]},
+]
+PASSAGES = [
+    {"title": "Hamlet", "text": "Hamlet is a tragedy written by William Shakespeare around 1600."},
+    {"title": "Paris", "text": "Paris is the capital and largest city of France."},
+    {"title": "Danube", "text": "The Danube flows through Vienna and Budapest."},
+    {"title": "Cairo", "text": "Cairo lies on the banks of the Nile."},
+]
+
+
+def test_retrieval_qa_stage1_and_evaluation_read_the_passages(tasks_file, run, tmp_path) -> None:
+    corpus = tasks_file(PASSAGES, "passages.jsonl")
+    tasks = tasks_file(QA, "qa.jsonl")
+    student = {"Who wrote Hamlet": "Christopher Marlowe", "capital of France": "Paris", "through Cairo": "The Amazon"}
+    teacher = {"Who wrote Hamlet": "search(Hamlet author)", "through Cairo": "search(Danube)"}
+    # at evaluation the model first calls the tool, then answers again with the passages before the question
+    evaluated = {"tragedy written by": "It was Shakespeare.", "Danube flows": "The Danube.",
+                 "Who wrote Hamlet": "search(Hamlet)", "capital of France": "Paris", "through Cairo": "search(Danube)"}
+    tools = f"[{{use: search, corpus: {corpus}, k: 1}}]"
+    result = run(f"""
+    name: qa
+    stages:
+      - use: tasks
+        tasks: {{use: jsonl, path: {tasks}, dataset: qa}}
+      - use: trice-stage1
+        name: stage1
+        tasks: tasks
+        student: {{use: trice-scripted, replies: {json.dumps(student)}}}
+        teacher: {{use: trice-scripted, replies: {json.dumps(teacher)}}}
+        teacher_prompt: {{preset: qa}}
+        prompt: {{preset: qa}}
+        tools: {tools}
+        verifier: trice-qa
+      - use: trice-evaluate
+        tasks: [{{use: jsonl, path: {tasks}, dataset: qa}}]
+        backend: {{use: trice-scripted, replies: {json.dumps(evaluated)}}}
+        prompt: {{preset: qa}}
+        tools: {tools}
+        verifier: trice-qa
+        read_observations: true
+    """)
+    stage1 = result.outputs["stage1"]
+    # the Hamlet call retrieves the passage with the answer; the Danube call does not reach "Nile"
+    assert stage1["outcomes"] == {"student": 1, "teacher": 1, "wrong-call": 1}
+    examples = examples_of(result.dir / stage1["examples"]["path"])
+    assert examples["hamlet"].messages[-1].content == "search(Hamlet author)"
+    assert examples["paris"].messages[0].content.startswith("Given a question, please answer it and you can use a search")
+    assert any("Golden answers: ['William Shakespeare', 'Shakespeare']" in t for t in Scripted.seen)
+    rows = {r["task_id"]: r for r in map(json.loads, (result.dir / "trice-evaluate" / "results.jsonl").open())}
+    assert rows["hamlet"]["observation"].startswith(" #1: Hamlet")
+    assert rows["hamlet"]["prediction"] == "It was Shakespeare." and rows["hamlet"]["correct"]
+    assert rows["cairo"]["prediction"] == "The Danube." and not rows["cairo"]["correct"]
+    outputs = result.outputs["trice-evaluate"]
+    assert outputs["accuracy"] == pytest.approx(2 / 3) and outputs["tool_use_rate"] == pytest.approx(2 / 3)
