@@ -144,7 +144,10 @@ def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
     from transformers import TrainingArguments, set_seed
 
     loss = loss or build_loss(job.loss)
-    arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments)
+    try:
+        arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments)
+    except ValueError as error:  # e.g. an unknown lr_scheduler
+        raise MisstepError(f"the train stage's options are not valid training arguments: {error}") from None
     set_seed(arguments.seed)  # before the model: a new LoRA's initial weights follow the seed
     tokenizer = load_tokenizer(job.model)
     model, adapter = _model(job)
