@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import misstep
 from misstep.plugins import reset_plugins
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "tripost"
@@ -26,3 +27,15 @@ def shared() -> Path:
     if not (SHARED / "raw").is_dir():
         pytest.skip(f"shared TriPosT data not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture
+def plugins() -> misstep.Plugins:
+    """Installed plugins (misstep-tripost among them) and the test backends of tripost_components."""
+    from tripost_components import CannedBackend, StudentBackend, TriPosTTestPlugin
+
+    CannedBackend.prompts = []
+    StudentBackend.calls, StudentBackend.crash_at = 0, None
+    manager = misstep.Plugins()
+    manager.add(TriPosTTestPlugin(), "tripost-test")
+    return manager

@@ -2,6 +2,9 @@
 
 For each student reply (one or more attempts, each maybe followed by the student's own feedback):
 
+Attempts that do not parse into steps with distinct ids, or are longer than ``max_attempt_words``, are
+not usable.
+
 1. Walk the attempts while the student's feedback agrees with the verifier's (same error step and part).
    An attempt the verifier finds all correct ends the walk: the interaction is *kept* (the missing
    "all correct" feedback is added), or *edited* when the student had wrongly blamed it.
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 import misstep
 
 from misstep_tripost.improvers import Request, acceptable
-from misstep_tripost.text import FINAL, Feedback, Step, Turn, parse_feedback, split_turns
+from misstep_tripost.text import FINAL, Feedback, Step, Turn, distinct_ids, parse_feedback, split_turns
 
 Critic = Callable[[Sequence[misstep.Task], Sequence[list[Step]]], list[Feedback | None]]
 ImproveFn = Callable[[Sequence[Request]], list[list[Step] | None]]
@@ -65,12 +68,12 @@ def edit_replies(tasks: Sequence[misstep.Task], replies: Sequence[str], critic: 
     edits = [Edit(task, reply, turns=split_turns(reply)) for task, reply in zip(tasks, replies)]
 
     def usable(steps: list[Step] | None) -> bool:
-        return steps is not None and _words(steps) <= max_attempt_words
+        return steps is not None and distinct_ids(steps) and _words(steps) <= max_attempt_words
 
     walking = []
     for edit in edits:
         first = edit.turns[0].steps if edit.turns else None
-        if first is None:
+        if first is None or not distinct_ids(first):
             edit.drop("unparsable")
         elif not usable(first):
             edit.drop("too long")

@@ -20,7 +20,8 @@ from misstep_tripost.checking import complete
 from misstep_tripost.families import family_of
 from misstep_tripost.prompts import IMPROVER_EXAMPLES, IMPROVER_INSTRUCTION
 from misstep_tripost.tasks import TaskName
-from misstep_tripost.text import ANSWER, FEEDBACK, UPDATED, Feedback, Step, answer_header, parse_steps, question_prompt, render_steps
+from misstep_tripost.text import (ANSWER, FEEDBACK, UPDATED, Feedback, Step, answer_header, distinct_ids, parse_steps,
+                                  question_prompt, render_steps)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def parse_update(reply: str, kept: list[Step]) -> list[Step] | None:
         return None
     if kept and steps[: len(kept)] == kept:  # the reply repeated the kept steps
         steps = steps[len(kept):]
-    return parse_steps(render_steps(kept + steps))
+    new = parse_steps(render_steps(kept + steps))
+    return new if new is not None and distinct_ids(new) else None
 
 
 class LLMImprover(BaseModel):

@@ -30,6 +30,11 @@ def in_split(question: str, split: str, test_share: float) -> bool:
     return (zlib.crc32(question.encode()) % 1000 / 1000 < test_share) == (split == "test")
 
 
+def task_id(name: str, question: str) -> str:
+    """An id made from the question, so that several generators in one stage never collide."""
+    return f"{name}-{zlib.crc32(question.encode()):08x}"
+
+
 class Difficulty(misstep.Options):
     """What counts as the "seen" difficulty (the rest is "unseen")."""
 
@@ -72,7 +77,7 @@ class ArithmeticTasks(misstep.TaskLoader["ArithmeticTasks.Options"]):
                 continue
             seen.add(question)
             yield misstep.Task(
-                id=f"multistep_arithmetic-{opts.split}-{len(seen) - 1}", question=question,
+                id=task_id("multistep_arithmetic", question), question=question,
                 answer=arithmetic.solve(question), dataset="multistep_arithmetic", split=opts.split,
                 metadata={"difficulty": opts.arithmetic(length, depth), "length": length, "depth_levels": [2] * depth,
                           "rationale": render_steps(complete(arithmetic.ArithmeticMachine(question)))},
@@ -126,7 +131,7 @@ class SortingTasks(misstep.TaskLoader["SortingTasks.Options"]):
             seen.add(question)
             words = sorting.question_words(question)
             yield misstep.Task(
-                id=f"word_sorting-{opts.split}-{len(seen) - 1}", question=question, answer=sorted(words),
+                id=task_id("word_sorting", question), question=question, answer=sorted(words),
                 dataset="word_sorting", split=opts.split,
                 metadata={"difficulty": opts.sorting(len(words)), "words": len(words),
                           "rationale": render_steps(complete(sorting.SortingMachine(question)))},

@@ -122,6 +122,11 @@ def parse_steps(body: str) -> list[Step] | None:
     return steps
 
 
+def distinct_ids(steps: list[Step]) -> bool:
+    """Whether every step has its own id (feedback names steps by id)."""
+    return len({step.id for step in steps}) == len(steps)
+
+
 def render_steps(steps: list[Step]) -> str:
     return "\n".join(step.line() for step in steps)
 

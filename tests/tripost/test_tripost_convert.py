@@ -1,0 +1,127 @@
+"""The tripost reformatter (per-turn items, rebalancing, gold, weights), the rationale baseline data, and
+self-improving inference (stop rules, helped and hurt)."""
+
+from __future__ import annotations
+
+import misstep
+import pytest
+
+from misstep_tripost.arithmetic import INFO
+from misstep_tripost.convert import TriPosTReformatter
+from misstep_tripost.editing import edit_replies
+from misstep_tripost.evaluate import Prediction, read_reply, summarize
+from misstep_tripost.families import FAMILIES
+from misstep_tripost.improvers import ScriptedImprover
+from misstep_tripost.source import edit_trajectory
+from misstep_tripost.tasks import ArithmeticTasks
+from misstep_tripost.text import FINAL, Step, correct_feedback, render_interaction
+from misstep_tripost.verifiers import ScriptedVerifier
+
+FAMILY = FAMILIES["multistep_arithmetic"]
+
+
+def wrong(steps: list[Step]) -> list[Step]:
+    return steps[:-1] + [Step(FINAL, f"So the answer is {FAMILY.answer(steps) + 1}.")]
+
+
+@pytest.fixture
+def tasks() -> list[misstep.Task]:
+    return list(ArithmeticTasks(ArithmeticTasks.Options(count=14, depths=[1], seed=3)).load())
+
+
+def trajectories(tasks: list[misstep.Task], wrong_ones: int) -> list[misstep.Trajectory]:
+    """Edited trajectories: the first ``wrong_ones`` tasks answered wrongly (edited), the rest right (kept),
+    and one reply that does not parse (dropped)."""
+    replies = []
+    for index, task in enumerate(tasks):
+        steps = FAMILY.gold(task)
+        replies.append(render_interaction(INFO, [wrong(steps) if index < wrong_ones else steps], []))
+    replies[-1] = "no idea"
+    edits = edit_replies(tasks, replies, ScriptedVerifier().critique, ScriptedImprover().improve)
+    return [edit_trajectory(edit, 0, "student", 1.0) for edit in edits]
+
+
+def test_improvements_become_weighted_per_turn_items_rebalanced_with_gold(tasks: list[misstep.Task]) -> None:
+    reformatter = TriPosTReformatter()
+    examples = list(reformatter.reformat(trajectories(tasks, 4), {t.id: t for t in tasks}))
+    report = reformatter.report()
+    assert report["trajectories"] == {"edited": 4, "kept": 9, "dropped": 1}
+    # 4 improvements; their last turns (gold + all correct) are non-improvement items, as are 9 kept ones
+    assert (report["improvement"], report["non_improvement_available"]) == (4, 13)
+    assert report["non_improvement"] == 3  # ceil(4 / 1.5)
+    # gold rationales of the 14 questions, less those already in the data: the kept and the improved
+    # attempts are the gold rationale with the "all correct" feedback; only the dropped task's is new
+    assert (report["gold_available"], report["gold"], report["examples"]) == (1, 1, 8)
+    kinds = [e.metadata["kind"] for e in examples]
+    assert kinds.count("improvement") == 4 and kinds.count("non_improvement") == 3 and kinds.count("gold") == 1
+    for example in examples:
+        user, assistant = example.messages
+        assert user.role == "user" and user.content.startswith("Q: ") and assistant.trained
+        start = assistant.content.index("Feedback:")
+        assert assistant.spans == [misstep.WeightSpan(start=start, weight=1.5)]
+        if example.metadata["kind"] == "improvement":
+            assert assistant.content.count("Feedback:") == 1 and "\nUpdated Answer: " in assistant.content
+            assert assistant.content.endswith(".")
+            assert not assistant.content.endswith("correct.")  # the update's own feedback is the next item
+    again = list(TriPosTReformatter().reformat(trajectories(tasks, 4), {t.id: t for t in tasks}))
+    assert [e.id for e in again] == [e.id for e in examples]  # seeded
+
+
+def test_rebalancing_can_be_disabled_and_whole_interactions_kept(tasks: list[misstep.Task]) -> None:
+    reformatter = TriPosTReformatter(TriPosTReformatter.Options(improve_data_ratio=-1, per_turn=False,
+                                                                self_improve_section_weight=1.0, gold=False))
+    examples = list(reformatter.reformat(trajectories(tasks, 4), {}))
+    report = reformatter.report()
+    assert (report["improvement"], report["non_improvement"], report["gold"]) == (4, 9, 0)
+    improvements = [e for e in examples if e.metadata["kind"] == "improvement"]
+    assert all(e.messages[1].content.count("Feedback:") == 2 and not e.messages[1].spans for e in improvements)
+
+
+def test_duplicates_are_removed_and_options_checked(tasks: list[misstep.Task]) -> None:
+    reformatter = TriPosTReformatter(TriPosTReformatter.Options(improve_data_ratio=-1))
+    twice = trajectories(tasks, 4) * 2
+    examples = list(reformatter.reformat(twice, {t.id: t for t in tasks}))
+    assert reformatter.report()["duplicates"] == 4 + 13
+    assert len({(e.messages[0].content, e.messages[1].content) for e in examples}) == len(examples)
+    with pytest.raises(ValueError, match="improve_data_ratio"):
+        TriPosTReformatter.Options(improve_data_ratio=0)
+    with pytest.raises(misstep.ComponentError, match="tasks"):
+        list(TriPosTReformatter().reformat(trajectories(tasks, 1), {}))
+
+
+# --- self-improving inference -------------------------------------------------------------------------------
+
+
+def test_stop_rules_of_self_improving_inference(tasks: list[misstep.Task]) -> None:
+    task = tasks[0]
+    gold = FAMILY.gold(task)
+    bad = wrong(gold)
+    feedback = ScriptedVerifier().critique([task], [bad])[0]
+
+    def read(*attempts, feedbacks=(), limit=10):
+        return read_reply(render_interaction(INFO, list(attempts), list(feedbacks)), task, FAMILY, limit)
+
+    corrected = read(bad, gold, feedbacks=[feedback, correct_feedback(gold)])
+    assert (corrected.first_correct, corrected.final_correct, corrected.attempts, corrected.stop) == (False, True, 2, "correct")
+    stopped = read(bad, gold, feedbacks=[correct_feedback(bad), feedback])  # believes its wrong answer
+    assert (stopped.final_correct, stopped.attempts, stopped.stop) == (False, 1, "correct")
+    repeated = read(bad, bad, feedbacks=[feedback, feedback])
+    assert (repeated.attempts, repeated.stop) == (1, "repeat")
+    limited = read(bad, gold, feedbacks=[feedback, feedback], limit=1)
+    assert (limited.final_correct, limited.attempts, limited.stop) == (False, 1, "limit")
+    hurt = read(gold, bad, feedbacks=[feedback])
+    assert (hurt.first_correct, hurt.final_correct, hurt.stop) == (True, False, "end")
+    nothing = read_reply("garbage", task, FAMILY, 10)
+    assert (nothing.attempts, nothing.final_correct, nothing.stop) == (0, False, "unparsable")
+
+
+def test_summary_counts_helped_and_hurt_per_difficulty() -> None:
+    def prediction(difficulty: str, first: bool, final: bool) -> Prediction:
+        return Prediction(task_id=f"{difficulty}{first}{final}", difficulty=difficulty, reply="", first_correct=first,
+                          final_correct=final, attempts=2, stop="correct")
+
+    metrics = summarize([prediction("seen", False, True), prediction("seen", True, True), prediction("unseen", True, False),
+                         prediction("unseen", False, False)])
+    assert list(metrics) == ["seen", "unseen", "all"]
+    assert metrics["seen"]["accuracy"] == 1.0 and metrics["seen"]["first_accuracy"] == 0.5
+    assert (metrics["all"]["helped"], metrics["all"]["hurt"], metrics["all"]["accuracy"]) == (1, 1, 0.5)
