@@ -115,7 +115,8 @@ def test_padded_layout() -> None:
 def test_packed_layout_one_row() -> None:
     a, b = EXAMPLES[3], EXAMPLES[1]
     batch = collate_packed([a, b], max_tokens=22)
-    assert set(batch) == {"input_ids", "position_ids", "labels", "weights"}
+    assert set(batch) == {"input_ids", "position_ids", "labels", "weights", "cu_seq_lens_q", "cu_seq_lens_k",
+                          "max_length_q", "max_length_k"}
     assert batch["input_ids"][0].tolist() == a.input_ids + b.input_ids
     assert batch["position_ids"][0].tolist() == list(range(8)) + list(range(14))
     # Example a is trained from its first token: that label is masked (nothing in the row predicts it).
@@ -145,6 +146,18 @@ def test_packed_rows_within_budget() -> None:
     assert last == list(range(8)) + list(range(17)) + list(range(14))  # the padding restarts at 0
     assert batch["input_ids"][2, 25:].eq(1).all() and batch["labels"][2, 25:].eq(IGNORE_INDEX).all()
     assert pack_rows([50, 3], max_tokens=40) == [[0], [1]]  # too long for the budget: a row of its own
+
+
+@pytest.mark.parametrize("max_tokens", [None, 40, 1000])
+def test_flash_attention_arguments_cover_every_row(max_tokens: int | None) -> None:
+    """Varlen bounds over the flattened rows, as transformers derives them for one row from position ids."""
+    from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
+
+    batch = collate_packed(EXAMPLES, max_tokens=max_tokens)
+    (cu_q, cu_k), (max_q, max_k) = prepare_fa_kwargs_from_position_ids(batch["position_ids"].reshape(1, -1))
+    assert batch["cu_seq_lens_q"].tolist() == batch["cu_seq_lens_k"].tolist() == cu_q.tolist() == cu_k.tolist()
+    assert batch["max_length_q"] == batch["max_length_k"] == int(max_q) == int(max_k)
+    assert batch["cu_seq_lens_q"].dtype == torch.int32
 
 
 def test_bad_features_are_refused() -> None:

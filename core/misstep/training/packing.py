@@ -7,10 +7,12 @@ unshifted labels, as transformers' causal LMs expect.
 ``collate_packed`` concatenates examples into rows with ``position_ids`` restarting at 0 for each
 example and no ``attention_mask``. transformers (5.x) then detects the packed layout from the
 position ids (``masking_utils.find_packed_sequence_indices``) and keeps attention inside each
-example for ``eager``, ``sdpa`` and ``flex_attention``; ``flash_attention_2/3`` does the same for a
-single row (``modeling_flash_attention_utils._is_packed_sequence`` only looks at batch size 1). The
-first label of every example is masked, so no token is trained to predict the next example's first
-token: the loss over a packed batch equals the loss over the examples one by one.
+example for ``eager``, ``sdpa`` and ``flex_attention``. Flash attention infers it from position ids
+only for a single row (``modeling_flash_attention_utils._is_packed_sequence``), so packed batches
+also carry the varlen arguments ``cu_seq_lens_q/k`` and ``max_length_q/k`` over the flattened rows,
+which flash attention uses for any number of rows and the other implementations ignore. The first
+label of every example is masked, so no token is trained to predict the next example's first token:
+the loss over a packed batch equals the loss over the examples one by one.
 
 transformers looks for packing only when the forward pass has no cache: call the model with
 ``use_cache=False`` (``model_inputs(batch)`` does), or the examples of a row silently attend to each
@@ -19,8 +21,8 @@ other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -91,16 +93,17 @@ def pack_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 
 
 def collate_packed(features: Sequence[Features], *, max_tokens: int | None = None,
-                   pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pack examples without padding: ``input_ids``, ``position_ids``, ``labels``, ``weights``.
+                   pad_id: int = 0) -> dict[str, torch.Tensor | int]:
+    """Pack examples without padding: ``input_ids``, ``position_ids``, ``labels``, ``weights`` and
+    flash attention's ``cu_seq_lens_q/k``, ``max_length_q/k``.
 
     Rows hold at most ``max_tokens`` tokens; by default as many as the batch's longest example, so a
     row costs sdpa and eager (which attend over the whole row under a mask) no more than a padded row,
     and a batch needs fewer rows than examples. A budget of at least the batch's total length gives
-    one row, the layout flash attention needs (its varlen kernel attends within each example only). Shorter rows are filled
-    with ``pad_id`` tokens that form a sequence of their own (positions from 0, label -100, weight 0),
-    which no real token attends to. Labels and weights are copied token by token, except the first of
-    each example, which is masked.
+    one row and no padding at all: the layout for flash attention, whose varlen kernel only attends
+    within each example. Shorter rows are filled with ``pad_id`` tokens that form a sequence of their
+    own (positions from 0, label -100, weight 0), which no real token attends to. Labels and weights
+    are copied token by token, except the first of each example, which is masked.
     """
     features = _checked(features)
     lengths = [len(f.input_ids) for f in features]
@@ -113,10 +116,12 @@ def collate_packed(features: Sequence[Features], *, max_tokens: int | None = Non
         "labels": torch.full(shape, IGNORE_INDEX, dtype=torch.long),
         "weights": torch.zeros(shape, dtype=torch.float32),
     }
+    starts = []  # where each sequence (example or padding) begins in the flattened rows
     for r, row in enumerate(rows):
         start = 0
         for index in row:
             feature = features[index]
+            starts.append(r * width + start)
             end = start + len(feature.input_ids)
             batch["input_ids"][r, start:end] = torch.tensor(feature.input_ids, dtype=torch.long)
             batch["position_ids"][r, start:end] = torch.arange(end - start)
@@ -124,13 +129,20 @@ def collate_packed(features: Sequence[Features], *, max_tokens: int | None = Non
             batch["weights"][r, start + 1:end] = torch.tensor(feature.weights[1:], dtype=torch.float32)
             start = end
         batch["position_ids"][r, start:] = torch.arange(width - start)
-    return batch
+        if start < width:
+            starts.append(r * width + start)
+    bounds = torch.tensor([*starts, len(rows) * width], dtype=torch.int32)
+    longest = int(bounds.diff().max())
+    return batch | {"cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": longest, "max_length_k": longest}
 
 
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | bool]:
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
+                "max_length_k")
+
+
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of a causal LM's forward pass for a padded or packed batch.
 
     ``use_cache=False`` is what lets transformers see packed rows (with a cache it skips the check).
     """
-    keys = ("input_ids", "attention_mask", "position_ids")
-    return {key: batch[key] for key in keys if key in batch} | {"use_cache": False}
+    return {key: batch[key] for key in MODEL_INPUTS if key in batch} | {"use_cache": False}
