@@ -153,3 +153,23 @@ def test_an_update_that_gets_worse_is_cut_back_to_the_first_feedback(plugins: mi
     result = edit(reply(WRONG), improver=improver)
     assert (result.outcome, result.updates, result.worse) == ("cut", 2, True)
     assert result.attempts == [WRONG] and result.feedbacks == [STEP2_FEEDBACK]
+
+
+def test_a_task_without_a_script_is_edited_by_the_llm(plugins: misstep.Plugins) -> None:
+    """Date understanding: the LLM finds the error, the LLM improves, the right answer ends the loop."""
+    task = misstep.Task(id="d1", question="Today is 3/5/2021. What is the date 10 days ago in MM/DD/YYYY?\nOptions:\n"
+                        "(A) 02/23/2021\n(B) 02/25/2021", answer="A", dataset="date_understanding")
+    attempt = ("Answer: Let's think step by step.\n(1) If today is 3/5/2021, then today's date is March 5, 2021.\n"
+               "(2) 10 days before March 5, 2021 is February 25, 2021, that is 02/25/2021.\n"
+               "(Final response) So the answer is (B).")
+    feedback = ('Earliest error step: (2)\nError segment: "10 days before March 5, 2021 is February 25, 2021"\n'
+                "Error reason: February 2021 has 28 days.")
+    update = "(2) 10 days before March 5, 2021 is February 23, 2021.\n(Final response) So the answer is (A)."
+    verifier, improver = llm(plugins, LLMVerifier, [feedback]), llm(plugins, LLMImprover, [update])
+    with pytest.raises(misstep.ComponentError, match="no script"):
+        ScriptedVerifier().critique([task], [parse_steps(attempt.split("\n", 1)[1])])
+    result = edit_replies([task], [attempt], verifier.critique, improver.improve)[0]
+    assert (result.outcome, result.updates, len(result.attempts)) == ("edited", 1, 2)
+    assert result.feedbacks[0].text() == ('Step (1) is correct. In step (2) the part "10 days before March 5, 2021 is '
+                                          'February 25, 2021" is incorrect. This is because February 2021 has 28 days.')
+    assert result.feedbacks[1].correct

@@ -136,3 +136,27 @@ def test_llm_verifier_and_improver_through_the_hf_backend(tiny_model: Path) -> N
         if edit.reason == "not fixed":
             assert edit.updates == 2 and edit.rejected_updates + edit.rejected_feedback >= 1
         assert render_interaction("", edit.attempts, edit.feedbacks) is not None
+
+
+def test_tokens_from_the_first_feedback_on_carry_the_section_weight(tiny_model: Path) -> None:
+    """What the core ``sft`` loss sees of a TriPosT example: weight 1 before "Feedback:", 1.5 from there on."""
+    from misstep.models import load_tokenizer
+    from misstep.training.encode import encode_example
+
+    from misstep_tripost.convert import weighted
+
+    task = next(iter(ArithmeticTasks(ArithmeticTasks.Options(count=1, **SMALL)).load()))
+    wrong = gold_text(task, feedback=False).rsplit("is ", 1)[0] + f"is {task.answer + 1}."
+    text = (f"{wrong}\nFeedback: In step (Final response) the part \"the answer is {task.answer + 1}.\" is incorrect.\n"
+            f"{gold_text(task, feedback=True).replace('Answer:', 'Updated Answer:', 1)}")
+    example = misstep.Example(id="x", messages=[misstep.Message(role="user", content=f"Q: {task.question}"),
+                                                weighted(text, 1.5)])
+    tokenizer = load_tokenizer(misstep.ModelSpec(path=str(tiny_model)))
+    encoded = encode_example(example, tokenizer, 2048)
+    trained = [(token, weight) for token, label, weight in zip(encoded.input_ids, encoded.labels, encoded.weights)
+               if label != -100]
+    first = next(i for i, (_, weight) in enumerate(trained) if weight == 1.5)
+    assert tokenizer.decode([token for token, _ in trained[first:]]).startswith("Feedback:")
+    assert tokenizer.decode([token for token, _ in trained[:first]]).rstrip("\n") == wrong
+    assert {weight for _, weight in trained[:first]} == {1.0}
+    assert {weight for _, weight in trained[first:-1]} == {1.5}  # the end-of-turn token keeps the message weight

@@ -72,11 +72,15 @@ class ScriptedVerifier(FeedbackVerifier):
         return results
 
 
+_STARTERS = {"a", "an", "all", "both", "each", "every", "it", "its", "multiplication", "one", "since", "step", "that",
+             "the", "there", "these", "this", "those", "we", "you"}
+
+
 def _clean_reason(reason: str) -> str:
+    """The reason as a clause after "This is because" (a sentence's capital goes, a name's stays)."""
     reason = reason.strip().removeprefix("This is because").strip().rstrip(".")
-    if len(reason) > 1 and reason[0].isupper() and reason[1].islower():
-        reason = reason[0].lower() + reason[1:]
-    return reason
+    first = reason.split(" ", 1)[0]
+    return reason[0].lower() + reason[1:] if first.lower() in _STARTERS else reason
 
 
 def _norm(text: str) -> str:
