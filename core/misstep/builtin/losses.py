@@ -9,7 +9,6 @@ from misstep.components import Loss, LossOutput, Options
 from misstep.hookspecs import hookimpl
 
 IGNORE = -100
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
 
 def weighted_cross_entropy(logits: Any, labels: Any, weights: Any) -> tuple[Any, dict[str, float]]:
@@ -51,8 +50,9 @@ class SFT(Loss["SFT.Options"]):
         pass
 
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
-        inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
-        logits = model(**inputs, use_cache=False).logits
+        from misstep.training.packing import model_inputs
+
+        logits = model(**model_inputs(batch)).logits
         loss, metrics = weighted_cross_entropy(logits, batch["labels"], batch["weights"])
         return LossOutput(loss, metrics)
 
