@@ -45,7 +45,7 @@ def tiny_recipe(model: Path) -> dict:
         elif stage["use"] == "train":
             baseline = stage["name"] == "baseline"
             stage.pop("epochs")
-            stage.update(max_steps=120 if baseline else 10, learning_rate=1e-2 if baseline else 1e-3, batch_size=8,
+            stage.update(max_steps=120 if baseline else 10, learning_rate=1e-2 if baseline else 1e-4, batch_size=8,
                          max_length=512, save_steps=1000, logging_steps=1000)
         elif stage["use"] == "tripost-evaluate":
             stage.update(tasks=[{"use": "tripost-arithmetic", "split": "test", "count": 4, **SMALL},
