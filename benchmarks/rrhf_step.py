@@ -53,26 +53,39 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(model: Any, loss: RRHF, batch: dict[str, torch.Tensor], device: str, steps: int,
-            warmup: int) -> dict[str, float]:
-    batch = {key: value.to(device) for key, value in batch.items()}
-    times = []
-    value = 0.0
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    for step in range(warmup + steps):
-        model.zero_grad(set_to_none=True)
-        sync(device)
-        started = time.perf_counter()
-        out = loss.compute(model, batch)
-        out.loss.backward()
-        sync(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - started)
-        value = out.loss.item()
-    memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
-    return {"ms": 1000 * statistics.median(times), "loss": value, "rows": batch["input_ids"].shape[0],
-            "columns": batch["input_ids"].shape[1], "cells": batch["input_ids"].numel(), "memory_gib": memory}
+def step(model: Any, loss: RRHF, batch: dict[str, torch.Tensor], device: str) -> tuple[float, float]:
+    """Seconds for one forward and backward pass, and the loss."""
+    model.zero_grad(set_to_none=True)
+    sync(device)
+    started = time.perf_counter()
+    out = loss.compute(model, batch)
+    out.loss.backward()
+    sync(device)
+    return time.perf_counter() - started, out.loss.item()
+
+
+def measure(model: Any, batch: list[dict[str, Any]], device: str, steps: int, warmup: int) -> dict[str, dict]:
+    """Both layouts on the same features, their steps interleaved (so load on the machine hits both alike)."""
+    layouts = {}
+    for name, shared in (("naive", False), ("shared", True)):
+        loss = RRHF(RRHF.Options(shared_prompt=shared))
+        tensors = {key: value.to(device) for key, value in loss.collate(batch).items()}
+        layouts[name] = (loss, tensors)
+    times: dict[str, list[float]] = {name: [] for name in layouts}
+    values: dict[str, float] = {}
+    memory: dict[str, float] = {}
+    for index in range(warmup + steps):
+        for name, (loss, tensors) in layouts.items():
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            seconds, values[name] = step(model, loss, tensors, device)
+            if index >= warmup:
+                times[name].append(seconds)
+            memory[name] = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
+    return {name: {"ms": 1000 * statistics.median(times[name]), "loss": values[name],
+                   "rows": tensors["input_ids"].shape[0], "columns": tensors["input_ids"].shape[1],
+                   "memory_gib": memory[name]}
+            for name, (_, tensors) in layouts.items()}
 
 
 def load(args: argparse.Namespace, device: str) -> tuple[Any, str]:
@@ -114,12 +127,7 @@ def main() -> None:
     results = []
     for prompt_len in (int(n) for n in args.prompt_lens.split(",")):
         batch = features(args.queries, args.k, prompt_len, (low, high), vocab, seed=prompt_len)
-        row: dict[str, Any] = {"prompt_len": prompt_len}
-        for shared in (False, True):
-            loss = RRHF(RRHF.Options(shared_prompt=shared))
-            row["shared" if shared else "naive"] = measure(model, loss, loss.collate(batch), args.device,
-                                                           args.steps, args.warmup)
-        results.append(row)
+        results.append({"prompt_len": prompt_len, **measure(model, batch, args.device, args.steps, args.warmup)})
 
     device = args.device
     if device.startswith("cuda"):
@@ -128,7 +136,7 @@ def main() -> None:
         device += f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"model {name} ({parameters:.1f}M parameters, {args.dtype}) on {device}; {args.queries} queries x "
-          f"k={args.k}, responses {low}-{high} tokens; median of {args.steps} steps after {args.warmup} warm-up")
+          f"k={args.k}, responses {low}-{high} tokens; median of {args.steps} steps after {args.warmup} warm-up, layouts interleaved")
     print("| prompt tokens | layout | rows x columns | ms / step (fwd+bwd) | peak GiB | loss | speed-up |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for row in results:
