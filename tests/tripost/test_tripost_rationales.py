@@ -73,6 +73,9 @@ def test_shared_training_and_validation_files_load_with_their_gold(shared: Path)
     unseen = list(TriPosTFile(TriPosTFile.Options(path=str(raw), subset="validation", difficulty="unseen")).load())
     assert len(unseen) == 240  # lengths 5-6 or depth [2, 2, 2]
     assert all(t.metadata["length"] >= 5 or len(t.metadata["depth_levels"]) == 3 for t in unseen)
+    dates = list(TriPosTFile(TriPosTFile.Options(path=str(shared / "raw" / "date_understanding_codex_rationales_cleaned.jsonl"))).load())
+    assert len(dates) == 298 and sum("rationale" not in t.metadata for t in dates) == 2  # malformed Codex rationales
+    assert dates[0].answer == "E" and dates[0].question.endswith("(F) 11/23/2002") and "\nOptions:\n(A)" in dates[0].question
 
 
 # --- generated tasks ----------------------------------------------------------------------------------
