@@ -48,9 +48,12 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
             default=None, description="an earlier stage whose `model` output to evaluate, or a model {path: ...}; "
             "default: the recipe's model")
         backend: misstep.BackendRef | None = Field(default=None, description="default: `hf` running `model`")
-        tools: list[misstep.ToolRef] = Field(default_factory=lambda: [misstep.ToolRef(use="calculator")])
-        verifier: misstep.VerifierRef = Field(default_factory=lambda: misstep.VerifierRef(use="trice-math"))
-        prompt: StudentPrompt = Field(default_factory=StudentPrompt)
+        tools: list[misstep.ToolRef] = Field(default_factory=lambda: [misstep.ToolRef(use="calculator")],
+                                             description="tools the model may call, by the name it calls them")
+        verifier: misstep.VerifierRef = Field(default_factory=lambda: misstep.VerifierRef(use="trice-math"),
+                                              description="trice-math, trice-qa or any verifier")
+        prompt: StudentPrompt = Field(default_factory=StudentPrompt, description="the prompt the model was "
+                                      "trained with")
         read_observations: bool = Field(default=False, description="answer again given the tool's result (QA)")
         reader_prompt: str = Field(default="{observation}\n{question}",
                                    description="the question turn when reading an observation")

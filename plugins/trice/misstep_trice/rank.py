@@ -90,11 +90,18 @@ class RankStage(misstep.Stage["RankStage.Options"]):
 
     class Options(misstep.Options):
         tasks: Annotated[str, misstep.StageInput()] = Field(description="earlier stage whose `tasks` are the questions")
-        sources: list[PoolSource] = Field(min_length=1)
-        tools: list[misstep.ToolRef] = Field(default_factory=lambda: [misstep.ToolRef(use="calculator")])
-        verifier: misstep.VerifierRef = Field(default_factory=lambda: misstep.VerifierRef(use="trice-math"))
-        prompt: StudentPrompt = Field(default_factory=StudentPrompt)
-        scheme: Literal["paper", "reference"] = "paper"
+        sources: list[PoolSource] = Field(
+            min_length=1, description="where candidates come from, in order: {source: target}, {source: generate, "
+            "...} (a backend or a model), {source: file, path: ...}")
+        tools: list[misstep.ToolRef] = Field(default_factory=lambda: [misstep.ToolRef(use="calculator")],
+                                             description="tools a candidate may call, by the name it calls them")
+        verifier: misstep.VerifierRef = Field(default_factory=lambda: misstep.VerifierRef(use="trice-math"),
+                                              description="judges each candidate's answer")
+        prompt: StudentPrompt = Field(default_factory=StudentPrompt, description="the prompt the model answers "
+                                      "(the same as stage I's)")
+        scheme: Literal["paper", "reference"] = Field(
+            default="paper", description="paper: gold > correct same decision > correct other > wrong by distance; "
+            "reference: 20/15/10/5/0")
         min_candidates: int = Field(default=2, gt=0, description="questions with fewer candidates are left out")
         max_new_tokens: int = Field(default=128, gt=0)
         batch_size: int = Field(default=64, gt=0)

@@ -43,10 +43,14 @@ class Stage1(misstep.Stage["Stage1.Options"]):
         tasks: Annotated[str, misstep.StageInput()] = Field(description="earlier stage whose `tasks` are the questions")
         teacher: misstep.BackendRef = Field(description="writes tool calls for wrongly answered questions")
         student: misstep.BackendRef | None = Field(default=None, description="default: `hf` with the recipe's model")
-        tools: list[misstep.ToolRef] = Field(default_factory=lambda: [misstep.ToolRef(use="calculator")])
-        verifier: misstep.VerifierRef = Field(default_factory=lambda: misstep.VerifierRef(use="trice-math"))
-        prompt: StudentPrompt = Field(default_factory=StudentPrompt)
-        teacher_prompt: TeacherPrompt = Field(default_factory=TeacherPrompt)
+        tools: list[misstep.ToolRef] = Field(default_factory=lambda: [misstep.ToolRef(use="calculator")],
+                                             description="tools the teacher may call, by the name it calls them")
+        verifier: misstep.VerifierRef = Field(default_factory=lambda: misstep.VerifierRef(use="trice-math"),
+                                              description="judges the student's answers and the calls' results")
+        prompt: StudentPrompt = Field(default_factory=StudentPrompt, description="the prompt the student answers "
+                                      "(and the trained examples hold)")
+        teacher_prompt: TeacherPrompt = Field(default_factory=TeacherPrompt,
+                                              description="system turn, few-shot examples, question and gold answer")
         verify_calls: bool = Field(default=True, description="keep a teacher's call only if its result is right")
         max_new_tokens: int = Field(default=128, gt=0)
         batch_size: int = Field(default=64, gt=0, description="questions answered together")
