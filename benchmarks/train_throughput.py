@@ -22,7 +22,9 @@ Methods:
   right padding, on the same encoded examples as misstep.
 
 Throughput is measured after ``--warmup`` steps, over the remaining steps, with the GPU synchronised at
-each step end. Trained tokens are loss-bearing labels; all tokens are the examples' tokens (no padding).
+each step end; on CPU, seconds are the training process's CPU time (set OMP_NUM_THREADS=1), because
+wall time on a shared CPU mostly measures the neighbours. Trained tokens are loss-bearing labels; all
+tokens are the examples' tokens (no padding).
 
 Data: ``arithmetic`` (default) are misstep-nat's arithmetic word problems solved by its scripted teacher
 (1-2 calculator steps); ``gsm8k:PATH`` turns GSM8K training solutions into ReAct trajectories, one
@@ -62,7 +64,8 @@ def conversation(question: str, steps: list[tuple[str, str, str]], answer: str) 
     for thought, expression, result in steps:
         messages.append(misstep.Message(role="assistant", content=f"Thought: {thought}\nAction: calculate[{expression}]"))
         messages.append(misstep.Message(role="user", content=f"Observation: {result}"))
-    messages.append(misstep.Message(role="assistant", content=f"Thought: The answer is {answer}.\nAction: finish[{answer}]"))
+    finish = f"Thought: The answer is {answer}.\nAction: finish[{answer}]"
+    messages.append(misstep.Message(role="assistant", content=finish))
     return messages
 
 
@@ -137,8 +140,15 @@ def synchronise() -> None:
         torch.cuda.synchronize()
 
 
+def now() -> float:
+    """Wall time with a GPU; on CPU this process's CPU time (the CPU is often shared: wall time is noise)."""
+    import torch
+
+    return time.perf_counter() if torch.cuda.is_available() else time.process_time()
+
+
 def step_clock() -> Any:
-    """A TrainerCallback that notes the time at the end of every optimiser step."""
+    """A TrainerCallback that notes the time (:func:`now`) at the end of every optimiser step."""
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
@@ -153,14 +163,15 @@ def step_clock() -> Any:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             synchronise()
-            self.times.append(time.perf_counter())
+            self.times.append(now())
 
     return Clock()
 
 
 # --- the three trainers ----------------------------------------------------------------------------
 
-def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = None) -> Any:
+def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = None, **extra: Any) -> Any:
+    """The same TrainingArguments (or ``cls``, e.g. TRL's SFTConfig, with ``extra`` fields) for every method."""
     import torch
     from transformers import TrainingArguments
 
@@ -169,7 +180,8 @@ def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = No
         output_dir=str(out), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
         learning_rate=args.learning_rate, lr_scheduler_type="constant", weight_decay=0.0, bf16=bf16,
         logging_steps=steps, save_strategy="no", report_to="none", disable_tqdm=True, seed=args.seed,
-        data_seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
+        data_seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(), **extra,
     )
 
 
@@ -232,12 +244,14 @@ def trl_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer.chat_template = with_generation_markers(tokenizer.chat_template)
     rows = [{"messages": [{"role": "user" if m.role == "tool" else m.role, "content": m.content, "train": m.trained}
                           for m in e.messages]} for e in examples]
+    original = tokenizer.apply_chat_template(rows[0]["messages"], tokenize=False)
+    tokenizer.chat_template = with_generation_markers(tokenizer.chat_template)
+    if tokenizer.apply_chat_template(rows[0]["messages"], tokenize=False) != original:
+        raise SystemExit("the chat template with generation markers renders other text than the model's own")
     steps = -(-len(rows) // args.batch_size)
-    config = training_args(args, out, steps, SFTConfig)
-    config.assistant_only_loss, config.max_length, config.dataset_num_proc = True, args.max_length, None
+    config = training_args(args, out, steps, SFTConfig, assistant_only_loss=True, max_length=args.max_length)
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.data_collator = Counting(trainer.data_collator)
     return trainer
@@ -277,6 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "trained_tokens": sum(t for t, _ in timed), "all_tokens": sum(a for _, a in timed),
         "epoch_trained_tokens": sum(t for t, _ in batches), "train_loss": result.training_loss,
         "peak_memory_mib": peak, "peak_kind": "GPU allocated" if torch.cuda.is_available() else "process RSS",
+        "clock": "wall" if torch.cuda.is_available() else "process CPU time",
         "device": device, "dtype": "bf16 autocast" if trainer.args.bf16 else "fp32",
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -286,8 +301,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     speed = {r["method"]: r["trained_tokens"] / r["seconds"] for r in results}
-    lines = ["| method | trained tokens/s | all tokens/s | peak memory (MiB) | vs padded Trainer | vs TRL | "
-             "trained tokens (epoch) | mean loss |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    header = ("| method | trained tokens/s | all tokens/s | peak memory (MiB) | vs padded Trainer | vs TRL | "
+              "trained tokens (epoch) | mean loss |")
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         ratio = {m: f"{speed[r['method']] / speed[m]:.2f}x" if m in speed else "-" for m in ("trainer", "trl")}
         lines.append(f"| {LABELS[r['method']]} | {speed[r['method']]:,.0f} | {r['all_tokens'] / r['seconds']:,.0f} | "
@@ -337,7 +353,8 @@ def main() -> None:
                    for part in (f"--{key.replace('_', '-')}", str(value))]
         for method in args.methods.split(","):
             command = [sys.executable, __file__, *options, "--run", method, "--examples-file", str(examples_file)]
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            done = subprocess.run(command, capture_output=True, text=True, check=False,
+                                  env={**os.environ, "TQDM_DISABLE": "1"})
             if done.returncode:
                 sys.stderr.write(done.stderr[-4000:])
                 raise SystemExit(f"{method} failed (exit {done.returncode})")
@@ -349,8 +366,8 @@ def main() -> None:
         args.rows, f"of at most {args.rows} tokens")
     print(f"model {args.model} ({first['parameters'] / 1e6:.3g}M parameters, {first['dtype']}, {args.attention}) on "
           f"{first['device']}; {len(examples)} {args.data.split(':')[0]} conversations ({turns:.1f} trained turns "
-          f"each), batch size {args.batch_size}, {first['steps']} steps, timed after {args.warmup}; packed rows "
-          f"{rows}; peak memory: {first['peak_kind']}")
+          f"each), batch size {args.batch_size}, {first['steps']} steps, timed after {args.warmup} "
+          f"({first['clock']}); packed rows {rows}; peak memory: {first['peak_kind']}")
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
