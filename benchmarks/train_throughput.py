@@ -62,7 +62,8 @@ def conversation(question: str, steps: list[tuple[str, str, str]], answer: str) 
     """NAT's math prompt, then one Thought/calculate turn per (thought, expression, result), then finish."""
     messages = misstep.PromptTemplate(preset="math").render(question)
     for thought, expression, result in steps:
-        messages.append(misstep.Message(role="assistant", content=f"Thought: {thought}\nAction: calculate[{expression}]"))
+        step = f"Thought: {thought}\nAction: calculate[{expression}]"
+        messages.append(misstep.Message(role="assistant", content=step))
         messages.append(misstep.Message(role="user", content=f"Observation: {result}"))
     finish = f"Thought: The answer is {answer}.\nAction: finish[{answer}]"
     messages.append(misstep.Message(role="assistant", content=finish))
