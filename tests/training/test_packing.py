@@ -10,12 +10,8 @@ import pytest
 import torch
 
 from misstep import Example, Message, PromptTemplate
-from misstep.testing import build_tiny_model
 from misstep.training.encode import encode_example
 from misstep.training.packing import IGNORE_INDEX, collate_packed, collate_padded, model_inputs, pack_rows
-
-torch.set_num_threads(1)
-
 
 @dataclass
 class Features:
@@ -47,16 +43,11 @@ EXAMPLES = [
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def encoded(model_folder: Path) -> list[Features]:
+def encoded(tiny_model: Path) -> list[Features]:
     """ReAct conversations through the real encoder: masked prompt and observations, weighted turns."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     examples = []
     for steps in (1, 3):
         messages = PromptTemplate(preset="math").render(f"Tom has {steps} bags of 12 apples. How many apples?")
@@ -168,8 +159,8 @@ def test_bad_features_are_refused() -> None:
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_packed_and_padded_match_unpacked(model_folder: Path, encoded: list[Features], attention: str) -> None:
-    model = load(model_folder, attention)
+def test_packed_and_padded_match_unpacked(tiny_model: Path, encoded: list[Features], attention: str) -> None:
+    model = load(tiny_model, attention)
     examples = [encoded[0], *EXAMPLES, encoded[1]]
     reference_loss, reference_grads = loss_and_grads(model, one_by_one(examples))
     total = sum(len(f.input_ids) for f in examples)
@@ -189,8 +180,8 @@ def test_packed_and_padded_match_unpacked(model_folder: Path, encoded: list[Feat
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_no_attention_across_examples(model_folder: Path, attention: str) -> None:
-    model = load(model_folder, attention).eval()
+def test_no_attention_across_examples(tiny_model: Path, attention: str) -> None:
+    model = load(tiny_model, attention).eval()
     a, b = EXAMPLES[0], EXAMPLES[2]
     changed = Features([(t * 7) % 300 + 4 for t in a.input_ids], a.labels, a.weights)
     start = len(a.input_ids)
