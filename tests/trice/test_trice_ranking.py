@@ -5,7 +5,7 @@ from __future__ import annotations
 import misstep
 import pytest
 from misstep.actions import Action
-from misstep_trice.answers import TriceMath, TriceQA, gold_number, last_number
+from misstep_trice.answers import TriceMath, TriceQA, gold_number, last_number, states_answer
 from misstep_trice.execution import Execution
 from misstep_trice.ranking import Judged, paper_rewards, reference_rewards
 
@@ -85,3 +85,13 @@ def test_reference_scheme_qa_wrong_share_one_score() -> None:
             judged("Nice", tool=False, task=task)]
     assert reference_rewards(pool) == [20.0, 15.0, 15.0]
     assert paper_rewards(pool) == [4.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(("answer", "argument", "leaked"), [
+    ("#### 72", "72", True), ("#### 72", " 72.0 ", True), ("#### 72", "'72'", True), ("#### 72", "48+24", False),
+    ("#### 72", "71", False), ("#### 5", "5*2-5", False),
+    (["Bulgaria"], "Nina Dobrev nationality", False), (["Bulgaria"], "Nina Dobrev Bulgaria", True),
+    (["Paris"], "Parisian cafes", False), (["eighteen", "18"], "18", True),
+])
+def test_calls_that_restate_the_gold_answer(answer: object, argument: str, leaked: bool) -> None:
+    assert states_answer(misstep.Task(id="t", question="q", answer=answer), argument) is leaked

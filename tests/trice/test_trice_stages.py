@@ -16,12 +16,14 @@ QUESTIONS = [
     {"id": "mul", "question": "What is 6 times 7?", "answer": "#### 42"},
     {"id": "nocall", "question": "What is 5 plus 5?", "answer": "10"},
     {"id": "wrongcall", "question": "What is 4 plus 5?", "answer": "9"},
+    {"id": "leak", "question": "What is 3 plus 4?", "answer": "7"},
 ]
-STUDENT = {"2 plus 3": "The answer is 5.", "6 times 7": "It is 40.", "5 plus 5": "11", "4 plus 5": "8"}
-TEACHER = {"6 times 7": "calculator(6*7)", "5 plus 5": "The answer is 10.", "4 plus 5": "calculator(4+4)"}
+STUDENT = {"2 plus 3": "The answer is 5.", "6 times 7": "It is 40.", "5 plus 5": "11", "4 plus 5": "8", "3 plus 4": "6"}
+TEACHER = {"6 times 7": "calculator(6*7)", "5 plus 5": "The answer is 10.", "4 plus 5": "calculator(4+4)",
+           "3 plus 4": "calculator(7)"}
 
 
-def stage1_recipe(tasks: Path, *, verify: bool = True) -> str:
+def stage1_recipe(tasks: Path, *, verify: bool = True, leaks: bool = True) -> str:
     return f"""
     name: stage1
     stages:
@@ -33,6 +35,7 @@ def stage1_recipe(tasks: Path, *, verify: bool = True) -> str:
         student: {{use: trice-scripted, replies: {json.dumps(STUDENT)}}}
         teacher: {{use: trice-scripted, replies: {json.dumps(TEACHER)}}}
         verify_calls: {str(verify).lower()}
+        drop_leaked_answers: {str(leaks).lower()}
     """
 
 
@@ -50,19 +53,20 @@ def test_stage1_keeps_right_answers_and_verified_teacher_calls(tasks_file, run) 
     assert examples["add"].messages[-1].content == "The answer is 5."  # its own right answer
     assert examples["mul"].messages[-1].content == "calculator(6*7)"  # the teacher's verified call
     assert examples["mul"].metadata["source"] == "teacher"
-    assert outputs["outcomes"] == {"student": 1, "teacher": 1, "no-call": 1, "wrong-call": 1}
-    assert outputs["student_accuracy"] == 0.25
+    assert outputs["outcomes"] == {"student": 1, "teacher": 1, "no-call": 1, "wrong-call": 1, "leaked-answer": 1}
+    assert outputs["student_accuracy"] == 0.2
     # the teacher saw the gold answer (as a number) and only the wrongly answered questions
     teacher_prompts = [text for text in Scripted.seen if "Golden answers" in text]
-    assert len(teacher_prompts) == 3
+    assert len(teacher_prompts) == 4
     assert any("Question: What is 6 times 7?\nGolden answers: ['42']\nOutput: " in t for t in teacher_prompts)
 
 
-def test_stage1_without_verification_keeps_wrong_calls(tasks_file, run) -> None:
-    result = run(stage1_recipe(tasks_file(QUESTIONS), verify=False))
+def test_stage1_without_checks_keeps_wrong_calls_and_leaked_answers(tasks_file, run) -> None:
+    result = run(stage1_recipe(tasks_file(QUESTIONS), verify=False, leaks=False))
     examples = examples_of(result.dir / result.outputs["stage1"]["examples"]["path"])
-    assert sorted(examples) == ["add", "mul", "wrongcall"]
+    assert sorted(examples) == ["add", "leak", "mul", "wrongcall"]
     assert examples["wrongcall"].messages[-1].content == "calculator(4+4)"
+    assert examples["leak"].messages[-1].content == "calculator(7)"
 
 
 def test_stage1_resumes_without_asking_again(tasks_file, run, tmp_path) -> None:
@@ -75,7 +79,7 @@ def test_stage1_resumes_without_asking_again(tasks_file, run, tmp_path) -> None:
     result = run(recipe)
     assert not any("6 times 7" in text for text in Scripted.seen)
     decisions = list(misstep.read_jsonl(stage_dir / "decisions.jsonl", Decision))
-    assert sorted(d.task_id for d in decisions) == ["add", "mul", "nocall", "wrongcall"]
+    assert sorted(d.task_id for d in decisions) == ["add", "leak", "mul", "nocall", "wrongcall"]
     assert result.outputs["stage1"]["count"] == 2
 
 
@@ -101,8 +105,9 @@ def test_rank_builds_pools_of_varying_size_and_ranks_by_execution(tasks_file, ru
     result = run(rank_recipe(tasks_file(QUESTIONS), pool_file))
     ranked = {r.id: r for r in misstep.read_jsonl(result.dir / result.outputs["rank"]["examples"]["path"],
                                                   misstep.RankedExample)}
-    # nocall has no gold; it still has the 2 sampled candidates (default reply) -> kept with k = 2
-    assert {k: len(r.candidates) for k, r in ranked.items()} == {"add": 3, "mul": 5, "nocall": 2, "wrongcall": 2}
+    # nocall and leak have no gold; they still have the 2 sampled candidates (default reply) -> kept with k = 2
+    assert {k: len(r.candidates) for k, r in ranked.items()} == {"add": 3, "mul": 5, "nocall": 2, "wrongcall": 2,
+                                                               "leak": 2}
     mul = ranked["mul"]
     texts = [c.messages[0].content for c in mul.candidates]
     assert texts == ["calculator(6*7)", "42", "calculator(6+7)", "calculator(6*7.5)", "about 100"]
@@ -127,7 +132,7 @@ def test_rank_reference_scheme_and_minimum_pool(tasks_file, run, tmp_path) -> No
                                                   misstep.RankedExample)}
     assert sorted(ranked) == ["add", "mul"]
     assert [c.reward for c in ranked["mul"].candidates] == [20.0, 15.0, 10.0]
-    assert result.outputs["rank"]["skipped"] == 2
+    assert result.outputs["rank"]["skipped"] == 3
 
 
 def test_rank_reports_bad_pool_file(tasks_file, run, tmp_path) -> None:
@@ -139,7 +144,7 @@ def test_rank_reports_bad_pool_file(tasks_file, run, tmp_path) -> None:
 
 def test_evaluate_reports_accuracy_and_tool_use_per_dataset(tasks_file, run) -> None:
     first = tasks_file(QUESTIONS[:2], "a.jsonl")
-    second = tasks_file(QUESTIONS[2:], "b.jsonl")
+    second = tasks_file(QUESTIONS[2:4], "b.jsonl")
     replies = {"2 plus 3": "5", "6 times 7": "calculator(6*7)", "5 plus 5": "calculator(5+6)", "4 plus 5": "9"}
     result = run(f"""
     name: evaluate

@@ -49,6 +49,20 @@ def aliases(answer: object) -> list[str]:
     return [str(answer)]
 
 
+def states_answer(task: misstep.Task, argument: str) -> bool:
+    """Whether a call's argument already holds the gold answer, which the teacher saw: a bare number equal
+    to the gold number (``calculator(72)``), or, for gold aliases (QA), an alias as a word of the argument."""
+    text = argument.strip().strip("\"'`").strip()
+    gold = gold_number(task)
+    if _NUMBER.fullmatch(text):
+        value = last_number(text)
+        return gold is not None and value is not None and round(value, 2) == round(gold, 2)
+    if gold is None or isinstance(task.answer, list):
+        lowered = text.lower()
+        return any(re.search(rf"(?<!\w){re.escape(alias.lower())}(?!\w)", lowered) for alias in aliases(task.answer))
+    return False
+
+
 def is_error(observation: str | None) -> bool:
     return observation is not None and observation.lstrip().lower().startswith("error")
 

@@ -3,7 +3,8 @@
 For each training question the current model answers without tools. A right answer is its own target.
 For a wrong one, a teacher (any backend; typically ``openai``) sees few-shot examples and the gold
 answer and writes ``tool(argument)``; with ``verify_calls`` (default) the call is executed and kept only
-if its result is right (the reference kept every call). Each question's outcome is appended to
+if its result is right (the reference kept every call), and with ``drop_leaked_answers`` (default) a call
+whose argument merely restates the gold answer it was shown (``calculator(72)``) is dropped. Each question's outcome is appended to
 ``decisions.jsonl`` as soon as its batch is done, so a re-run continues where it stopped.
 """
 
@@ -15,11 +16,12 @@ from typing import Annotated, Any, Literal
 import misstep
 from pydantic import BaseModel, ConfigDict, Field
 
+from misstep_trice.answers import states_answer
 from misstep_trice.execution import build_tools, execute
 from misstep_trice.generation import backend_for, generate, read_tasks
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
 
-Outcome = Literal["student", "teacher", "no-call", "wrong-call"]
+Outcome = Literal["student", "teacher", "no-call", "wrong-call", "leaked-answer"]
 
 
 class Decision(BaseModel):
@@ -52,6 +54,9 @@ class Stage1(misstep.Stage["Stage1.Options"]):
         teacher_prompt: TeacherPrompt = Field(default_factory=TeacherPrompt,
                                               description="system turn, few-shot examples, question and gold answer")
         verify_calls: bool = Field(default=True, description="keep a teacher's call only if its result is right")
+        drop_leaked_answers: bool = Field(
+            default=True, description="drop a call whose argument is the gold answer itself (calculator(72), or a "
+            "search for a gold alias): the model cannot know it at inference")
         max_new_tokens: int = Field(default=128, gt=0)
         batch_size: int = Field(default=64, gt=0, description="questions answered together")
 
@@ -123,5 +128,7 @@ class Stage1(misstep.Stage["Stage1.Options"]):
             return Decision(task_id=task.id, student=answer, teacher=written, outcome="no-call")
         if self.options.verify_calls and not verifier.verify(task, execution.answer).correct:
             return Decision(task_id=task.id, student=answer, teacher=written, outcome="wrong-call")
+        if self.options.drop_leaked_answers and states_answer(task, execution.call.argument):
+            return Decision(task_id=task.id, student=answer, teacher=written, outcome="leaked-answer")
         target = f"{execution.call.tool}({execution.call.argument})"
         return Decision(task_id=task.id, student=answer, teacher=written, target=target, outcome="teacher")
