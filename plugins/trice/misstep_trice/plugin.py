@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import misstep
 
+from misstep_trice.annotations import Gsm8kCalls
 from misstep_trice.answers import TriceMath, TriceQA
 from misstep_trice.evaluate import TriceEvaluate, TriceReport
 from misstep_trice.rank import RankStage
@@ -15,6 +16,11 @@ from misstep_trice.stage1 import Stage1
 def register_verifiers(register):  # type: ignore[no-untyped-def]
     register(TriceMath)
     register(TriceQA)
+
+
+@misstep.hookimpl
+def register_backends(register):  # type: ignore[no-untyped-def]
+    register(Gsm8kCalls)
 
 
 @misstep.hookimpl
