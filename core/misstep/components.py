@@ -113,10 +113,17 @@ class LossOutput:
 
 
 class Loss(Component[O]):
-    """A training objective. ``ranked`` losses receive batches built from :class:`RankedExample`."""
+    """A training objective. ``ranked`` losses receive batches built from :class:`RankedExample`.
+
+    ``per_token`` losses normalise by ``batch["num_items_in_batch"]`` when the trainer passes it: the
+    trained tokens of the whole optimizer step (every accumulated micro-batch, every process), so that
+    accumulation and several processes give the update of one big batch. Other losses are averaged
+    over micro-batches.
+    """
 
     kind = "loss"
     ranked: ClassVar[bool] = False
+    per_token: ClassVar[bool] = False
 
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         raise NotImplementedError

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
     """The examples file and the weights after training in this process with batches of 4."""
     folder = tmp_path_factory.mktemp("reference")
-    examples = write_examples(folder / "examples.jsonl")
+    examples = write_examples(folder / "examples.jsonl", vary=True)
     run = run_recipe(recipe(tiny_model, examples, train_stage(batch_size=4)), run_dir=folder / "run", quiet=True)
     return examples, load_model(trained_spec(run.dir / "train" / "model")).state_dict()
 

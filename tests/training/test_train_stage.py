@@ -177,8 +177,9 @@ def test_unknown_loss_and_bad_options_are_recipe_errors(tiny_model: Path, tmp_pa
 
 
 def test_accumulation_and_checkpointing_reach_the_same_weights(tiny_model: Path, tmp_path: Path) -> None:
-    """All examples are alike, so two accumulated half-batches and checkpointed activations change nothing."""
-    examples = write_examples(tmp_path / "examples.jsonl")
+    """Examples of different lengths: two accumulated half-batches are normalised by the step's trained
+    tokens (not averaged per half), so they give the update of one batch; checkpointing changes nothing."""
+    examples = write_examples(tmp_path / "examples.jsonl", vary=True)
     stages = [train_stage(name="plain"), train_stage(name="accumulated", batch_size=2, gradient_accumulation=2),
               train_stage(name="checkpointed", gradient_checkpointing=True)]
     run = run_recipe(recipe(tiny_model, examples, *stages), run_dir=tmp_path / "run", quiet=True)

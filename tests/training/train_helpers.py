@@ -19,9 +19,16 @@ MESSAGES = [
 ]
 
 
-def write_examples(path: Path, count: int = 8) -> Path:
-    """``count`` copies of a two-turn ReAct trajectory with an observation, as Example records."""
-    write_jsonl(path, [Example(id=str(i), messages=MESSAGES) for i in range(count)])
+def varied(index: int) -> list[Message]:
+    """:data:`MESSAGES` with a first thought ``index`` words longer (examples with different trained lengths)."""
+    thought = MESSAGES[2].model_copy(update={"content": MESSAGES[2].content.replace(
+        "multiply.", "multiply" + " again" * index + ".")})
+    return [*MESSAGES[:2], thought, *MESSAGES[3:]]
+
+
+def write_examples(path: Path, count: int = 8, *, vary: bool = False) -> Path:
+    """``count`` two-turn ReAct trajectories with an observation (copies, or of varied lengths) as Examples."""
+    write_jsonl(path, [Example(id=str(i), messages=varied(i) if vary else MESSAGES) for i in range(count)])
     return path
 
 

@@ -227,7 +227,7 @@ class TrainStage(Stage["TrainStage.Options"]):
             "save_steps": opts.save_steps or 500,
             "save_total_limit": 2,
             "seed": seed,
-            "use_cpu": not cuda and deepspeed is None,  # DeepSpeed on a CPU machine picks its CPU accelerator itself
+            "use_cpu": not cuda and deepspeed is None,  # DeepSpeed on a CPU machine: see engine.cpu_deepspeed_state
             "remove_unused_columns": False,
             "disable_tqdm": ctx.run.quiet,
         }

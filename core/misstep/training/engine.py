@@ -11,6 +11,7 @@ checkpoint if one is there, and saves the model (full weights or the adapter), t
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,23 +86,30 @@ def _trainer_class() -> type:
     class LossTrainer(Trainer):
         """A Trainer whose loss is a misstep Loss; the loss's metrics are averaged into each log line."""
 
-        loss_is_scaled_for_ga = False  # losses normalise per micro-batch; the Trainer divides by accumulation
-
         def __init__(self, *args: Any, loss: Loss[Any], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.loss = loss
-            self.model_accepts_loss_kwargs = False  # no num_items_in_batch: the loss normalises itself
+            # per-token losses get the step's trained-token count (summed over accumulation and ranks) and
+            # are not divided by the accumulation steps again; other losses are averaged per micro-batch
+            self.model_accepts_loss_kwargs = loss.per_token
+            self.loss_is_scaled_for_ga = loss.per_token
             self.metric_sums: dict[str, float] = defaultdict(float)
             self.metric_batches = 0
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
+            scale = 1
+            if self.loss.per_token and num_items_in_batch is not None:
+                inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
+                if self.args.average_tokens_across_devices:  # the count spans every rank; DDP averages gradients
+                    scale = self.accelerator.num_processes
             output = self.loss.compute(model, inputs)
+            loss = output.loss * scale
             if model.training:
                 for key, value in output.metrics.items():
                     self.metric_sums[key] += float(value)
                 self.metric_batches += 1
-            return (output.loss, None) if return_outputs else output.loss
+            return (loss, None) if return_outputs else loss
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs and self.metric_batches:
@@ -136,6 +144,24 @@ def last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder))
 
 
+def cpu_deepspeed_state(job: Job) -> dict[str, Any]:
+    """Extra TrainingArguments for DeepSpeed across processes without a GPU.
+
+    transformers starts DeepSpeed there without a process-group backend, so accelerate counts one
+    process and every rank would train on the same batches. Set the distributed state up first (gloo)
+    and have the Trainer use it.
+    """
+    import torch
+
+    if not job.arguments.get("deepspeed") or torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", 1)) < 2:
+        return {}
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    PartialState(backend="gloo")
+    return {"accelerator_config": {"use_configured_state": True}}
+
+
 def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
     """Run the job (in every process of a distributed launch); the main process saves the model.
 
@@ -145,7 +171,7 @@ def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
 
     loss = loss or build_loss(job.loss)
     try:
-        arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments)
+        arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments, **cpu_deepspeed_state(job))
     except ValueError as error:  # e.g. an unknown lr_scheduler
         raise MisstepError(f"the train stage's options are not valid training arguments: {error}") from None
     set_seed(arguments.seed)  # before the model: a new LoRA's initial weights follow the seed
