@@ -73,7 +73,10 @@ def _convert_gguf(file: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(tmp)
-        AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
+        model.hf_quantizer = None  # the tensors were dequantised on load: save them as plain weights
+        model.config.__dict__.pop("quantization_config", None)
+        model.save_pretrained(tmp)
 
     return _build_once(target, build)
 
