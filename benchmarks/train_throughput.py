@@ -194,7 +194,7 @@ def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, example
     from misstep.training.packing import collate_packed
 
     loss = build_loss({"use": "sft"})
-    collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True, max_length=args.max_length)
+    collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True)
     if args.rows != "engine":
         def collate(batch: list[Any]) -> dict[str, Any]:
             budget = {"longest": None, "one": sum(len(f.input_ids) for f in batch)}.get(args.rows, args.rows)

@@ -67,8 +67,7 @@ class Collator:
 
     loss: Loss[Any]
     pad_id: int
-    packing: bool
-    max_length: int
+    packing: bool  # rows as long as the batch's longest example: sdpa/eager attend over whole rows
 
     def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
         if type(self.loss).collate is not Loss.collate:
@@ -76,7 +75,7 @@ class Collator:
         from misstep.training import packing
 
         if self.packing:
-            return packing.collate_packed(features, max_tokens=self.max_length, pad_id=self.pad_id)
+            return packing.collate_packed(features, pad_id=self.pad_id)
         return packing.collate_padded(features, self.pad_id)
 
 
@@ -178,7 +177,7 @@ def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
     tokenizer = load_tokenizer(job.model)
     model, adapter = _model(job)
     dataset = read_dataset(job.dataset, loss.ranked)
-    collator = Collator(loss, tokenizer.pad_token_id, job.packing, job.max_length)
+    collator = Collator(loss, tokenizer.pad_token_id, job.packing)
     trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                                loss=loss)
     if arguments.disable_tqdm:  # a quiet run: no progress bar, and no log lines printed instead of it
