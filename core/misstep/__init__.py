@@ -33,7 +33,7 @@ from misstep.datamodel import (
 from misstep.errors import ComponentError, DataError, MisstepError, PluginError, RecipeError
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import JsonlAppender, read_jsonl, write_jsonl
-from misstep.models import trained_spec
+from misstep.models import resolve_model, trained_spec
 from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PromptTemplate
 from misstep.recipe import (
@@ -46,7 +46,9 @@ from misstep.recipe import (
     TaskRef,
     ToolRef,
     VerifierRef,
+    dump_recipe,
     load_recipe,
+    validate_recipe,
 )
 from misstep.stages import StageContext, run_recipe
 from misstep.training.encode import Encoded, encode_example
@@ -57,6 +59,6 @@ __all__ = [
     "PluginError", "Plugins", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter", "ReformatterRef",
     "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef", "Tool",
     "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan", "get_plugins",
-    "hookimpl", "load_recipe", "read_jsonl", "run_recipe", "write_jsonl",
-    "Encoded", "encode_example", "trained_spec",
+    "dump_recipe", "hookimpl", "load_recipe", "read_jsonl", "run_recipe", "validate_recipe", "write_jsonl",
+    "Encoded", "encode_example", "resolve_model", "trained_spec",
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import misstep
 
+from misstep_nat import commands
 from misstep_nat.arithmetic import ArithmeticWordProblems
+from misstep_nat.compare import Compare
 from misstep_nat.importer import NatTrajectories
 from misstep_nat.reformatters import REFORMATTERS
+from misstep_nat.student import Student
 from misstep_nat.teacher import ScriptedTeacher
 
 
@@ -29,3 +32,14 @@ def register_backends(register):  # type: ignore[no-untyped-def]
 @misstep.hookimpl
 def register_sources(register):  # type: ignore[no-untyped-def]
     register(NatTrajectories)
+
+
+@misstep.hookimpl
+def register_stages(register):  # type: ignore[no-untyped-def]
+    register(Student)
+    register(Compare)
+
+
+@misstep.hookimpl
+def register_commands(cli):  # type: ignore[no-untyped-def]
+    commands.register(cli)

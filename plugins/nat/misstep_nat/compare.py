@@ -1,0 +1,151 @@
+"""The stage ``compare``: several evaluations side by side, as a table and a plot.
+
+Each row is one ``evaluate`` stage: accuracy, the change against a ``baseline`` evaluation (the
+untrained student, "before"), action-error rate, turns, and what the model was trained on (the
+reformatter and examples recorded with it). Writes ``comparison.md``, ``comparison.csv``,
+``comparison.json`` and ``accuracy.png`` (matplotlib, Agg backend) into the stage folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import misstep
+from pydantic import Field, model_validator
+
+MODEL_INFO = "misstep.json"
+
+
+@dataclass
+class Row:
+    """One evaluation in the comparison."""
+
+    method: str
+    stage: str
+    count: int
+    accuracy: float
+    action_error_rate: float
+    avg_turns: float
+    inference_prompt: str | None
+    examples: int | None
+
+    def cells(self, baseline: Row | None) -> list[str]:
+        delta = "" if baseline is None or baseline is self else f"{100 * (self.accuracy - baseline.accuracy):+.2f}"
+        return [self.method, str(self.count), f"{100 * self.accuracy:.2f}%", delta,
+                f"{100 * self.action_error_rate:.2f}%", f"{self.avg_turns:.2f}",
+                "" if self.examples is None else str(self.examples), self.inference_prompt or ""]
+
+
+HEADER = ["method", "tasks", "accuracy", "vs baseline (points)", "action-error rate", "avg turns",
+          "trained on (examples)", "reformatter"]
+
+
+def markdown(rows: list[Row], baseline: Row | None) -> str:
+    header = HEADER if baseline else [h for h in HEADER if h != "vs baseline (points)"]
+    lines = ["| " + " | ".join(header) + " |", "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
+    for row in rows:
+        cells = row.cells(baseline)
+        if not baseline:
+            del cells[3]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[Row], path: Path, title: str) -> Path:
+    """A bar chart of accuracy by method, the action-error rate beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row.method for row in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(2.2 + 1.4 * len(rows), 3.6))
+    for axis, values, label in ((left, [100 * r.accuracy for r in rows], "accuracy (%)"),
+                                (right, [100 * r.action_error_rate for r in rows], "action-error rate (%)")):
+        bars = axis.bar(names, values, color=["#9e9e9e" if i == 0 else "#3b75af" for i in range(len(rows))])
+        axis.bar_label(bars, fmt="%.1f", fontsize=8)
+        axis.set_ylabel(label)
+        axis.set_ylim(0, max(100.0, max(values, default=0) * 1.1))
+        axis.tick_params(axis="x", labelrotation=20)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+class Compare(misstep.Stage["Compare.Options"]):
+    """Put evaluations side by side (accuracy, change vs the untrained model, action errors, turns) and plot them."""
+
+    name = "compare"
+
+    class Options(misstep.Options):
+        evaluations: Annotated[list[str], misstep.StageInput()] = Field(
+            min_length=1, description="earlier evaluate stages, one row each, in this order")
+        baseline: Annotated[str | None, misstep.StageInput()] = Field(
+            default=None, description="the evaluation the others are compared with (e.g. the untrained model)")
+        labels: dict[str, str] = Field(
+            default_factory=dict, description="row label per stage (default: the stage name without 'eval-')")
+        title: str = "Accuracy on held-out tasks"
+
+        @model_validator(mode="after")
+        def _baseline_listed(self) -> Compare.Options:
+            if self.baseline is not None and self.baseline not in self.evaluations:
+                raise ValueError(f"baseline {self.baseline!r} must be one of the evaluations")
+            return self
+
+    def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
+        opts = self.options
+        rows = [self._row(ctx, stage) for stage in opts.evaluations]
+        baseline = rows[opts.evaluations.index(opts.baseline)] if opts.baseline else None
+        table = markdown(rows, baseline)
+        (ctx.dir / "comparison.md").write_text(table)
+        with (ctx.dir / "comparison.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
+            writer.writeheader()
+            writer.writerows(asdict(row) for row in rows)
+        (ctx.dir / "comparison.json").write_text(json.dumps(
+            {"baseline": opts.baseline, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
+        image = plot(rows, ctx.dir / "accuracy.png", opts.title)
+        ctx.log("\n" + table)
+        ctx.log(f"plot: {image}")
+        outputs: dict[str, Any] = {"table": ctx.dir / "comparison.md", "csv": ctx.dir / "comparison.csv",
+                                   "plot": image}
+        outputs["accuracy"] = {row.method: row.accuracy for row in rows}
+        return outputs
+
+    def _row(self, ctx: misstep.StageContext, stage: str) -> Row:
+        metrics_file = ctx.output(stage, "metrics")
+        try:
+            data = json.loads(Path(metrics_file).read_text())
+            summary = data["metrics"]["all"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise misstep.ComponentError(f"compare: {metrics_file} (stage {stage!r}) is not an evaluation's "
+                                         f"metrics.json ({error!r}); is {stage!r} an evaluate stage?") from None
+        return Row(
+            method=self.options.labels.get(stage, stage.removeprefix("eval-")),
+            stage=stage,
+            count=int(summary["count"]),
+            accuracy=float(summary["accuracy"]),
+            action_error_rate=float(summary["action_error_rate"]),
+            avg_turns=float(summary["avg_turns"]),
+            inference_prompt=data.get("inference_prompt"),
+            examples=_trained_examples(ctx, data.get("model")),
+        )
+
+
+def _trained_examples(ctx: misstep.StageContext, model: str | None) -> int | None:
+    """How many examples the model was trained on, when a train stage of this run made it."""
+    info = Path(model or "") / MODEL_INFO
+    if not model or not info.is_file():
+        return None
+    try:
+        stage = json.loads(info.read_text()).get("stage")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    examples = ctx.run.outputs.get(stage, {}).get("examples") if isinstance(stage, str) else None
+    return examples if isinstance(examples, int) else None
