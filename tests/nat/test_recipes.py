@@ -1,0 +1,79 @@
+"""The NAT recipes validate, the sweep expands a recipe's method chains, the comparison table is exact."""
+
+from pathlib import Path
+
+import pytest
+
+import misstep
+from misstep_nat.commands import quickstart_recipe
+from misstep_nat.compare import Row, markdown
+from misstep_nat.sweep import expand
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "nat-gsm8k.yaml", "nat-strategyqa.yaml"])
+def test_recipes_validate(name):
+    recipe = misstep.load_recipe(ROOT / "recipes" / name)
+    labels = [stage.label for stage in recipe.stages]
+    assert {"train-vanilla", "train-nut", "train-nat", "eval-untrained", "eval-nat", "compare"} <= set(labels)
+
+
+def test_the_packaged_quickstart_is_the_repository_recipe():
+    assert (ROOT / "recipes" / "quickstart.yaml").resolve() == quickstart_recipe().resolve()
+
+
+def test_paper_settings_in_the_gsm8k_recipe():
+    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-gsm8k.yaml")
+    stages = {stage.label: stage.build().options for stage in recipe.stages}
+    assert stages["collect"].temperatures == [0.2, 0.5, 0.7] and stages["collect"].backend.use == "openai"
+    assert stages["reformat-nat"].reformatter.options.pos_num == 2000
+    assert stages["reformat-nat"].reformatter.options.neg_num == 10000
+    for method in ("vanilla", "nut", "nat"):
+        train = stages[f"train-{method}"]
+        assert (train.epochs, train.learning_rate, train.lr_scheduler, train.warmup_ratio, train.precision,
+                train.max_length) == (2, 5e-5, "cosine", 0.03, "bf16", 4096)
+        assert train.batch_size * train.gradient_accumulation * train.processes == 64
+        config = ROOT / train.deepspeed
+        assert config.is_file() and '"stage": 3' in config.read_text()
+
+
+def test_sweep_copies_each_chain_with_negatives_per_value():
+    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe()))
+    expanded, points = expand(data, [0, 50], None)
+    labels = [stage.get("name") or stage["use"] for stage in expanded["stages"]]
+    assert labels[: len(data["stages"])] == [s.get("name") or s["use"] for s in data["stages"]]  # base unchanged
+    assert labels[len(data["stages"]):] == [
+        f"{kind}-{method}-neg{n}" for n in (0, 50) for method in ("nut", "nat")
+        for kind in ("reformat", "train", "eval")]
+    by_label = dict(zip(labels, expanded["stages"]))
+    assert by_label["reformat-nat-neg50"]["reformatter"]["neg_num"] == 50
+    assert by_label["reformat-nat-neg50"]["reformatter"]["use"] == "nat"
+    assert by_label["train-nat-neg50"]["examples"] == "reformat-nat-neg50"
+    assert by_label["train-nat-neg50"]["init"] == "student"
+    assert by_label["eval-nat-neg50"]["model"] == "train-nat-neg50"
+    assert [(p.method, p.neg_num, p.stage) for p in points] == [
+        ("vanilla", None, "eval-vanilla"), ("nut", 0, "eval-nut-neg0"), ("nat", 0, "eval-nat-neg0"),
+        ("nut", 50, "eval-nut-neg50"), ("nat", 50, "eval-nat-neg50")]
+    misstep.validate_recipe(expanded)  # the expanded recipe is a valid recipe
+    assert data["stages"][2]["reformatter"]["use"] == "vanilla" and len(data["stages"]) == 13  # input untouched
+
+
+def test_sweep_picks_methods_and_says_what_is_missing():
+    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe()))
+    _, points = expand(data, [10], ["nat"])
+    assert [(p.method, p.neg_num) for p in points] == [("vanilla", None), ("nat", 10)]
+    with pytest.raises(misstep.MisstepError, match="no reformat -> train -> evaluate chain with negatives for vanilla"):
+        expand(data, [10], ["vanilla"])
+
+
+def test_comparison_table():
+    rows = [Row("untrained", "eval-untrained", 200, 0.0, 1.0, 1.0, None, None),
+            Row("nat", "eval-nat", 200, 0.615, 0.0125, 3.2, "nat", 1000)]
+    assert markdown(rows, rows[0]) == (
+        "| method | tasks | accuracy | vs baseline (points) | action-error rate | avg turns | trained on (examples) "
+        "| reformatter |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        "| untrained | 200 | 0.00% |  | 100.00% | 1.00 |  |  |\n"
+        "| nat | 200 | 61.50% | +61.50 | 1.25% | 3.20 | 1000 | nat |\n")
+    assert "vs baseline" not in markdown(rows, None)
