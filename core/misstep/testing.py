@@ -1,16 +1,26 @@
 """Tiny models for tests and quick runs: a Llama-style model and a tokenizer trained here, in seconds.
 
 ``build_tiny_model(folder)`` writes a complete model folder (config, weights, tokenizer with a chat
-template) that every misstep component loads like any other local model. Plugin authors use it in
-their own tests: nothing is downloaded.
+template) that every misstep component loads like any other local model; ``served(folder, log)``
+runs ``transformers serve`` on it for the ``openai`` backend. Plugin authors use both in their own
+tests: nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+
+from misstep.errors import MisstepError
 
 ChatTemplate = Literal["chatml", "llama2"]
 
@@ -69,8 +79,9 @@ Up to step 1, everything looks good. Great job! The final answer is correct.
 
 
 def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_size: int = 400,
-                    corpus: Iterable[str] | None = None) -> Path:
-    """Train a byte-level BPE tokenizer (digits split one by one) and save it with a chat template."""
+                    corpus: Iterable[str] | None = None, individual_digits: bool = True) -> Path:
+    """Train a byte-level BPE tokenizer and save it with a chat template. Digits are split one by one,
+    or with ``individual_digits=False`` kept in runs that BPE may merge (frequent numbers become one token)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -78,7 +89,7 @@ def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_si
     tokens = [special["pad"], special["bos"], special["eos"], *special["extra"]]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [pre_tokenizers.Digits(individual_digits=individual_digits), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -98,13 +109,14 @@ def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_si
 
 def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", hidden_size: int = 32,
                      layers: int = 2, heads: int = 4, context: int = 1024, vocab_size: int = 400,
-                     corpus: Iterable[str] | None = None, seed: int = 0) -> Path:
+                     corpus: Iterable[str] | None = None, individual_digits: bool = True, seed: int = 0) -> Path:
     """Write a randomly initialised Llama-style model and its tokenizer to ``folder`` and return it."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     folder = Path(folder)
-    train_tokenizer(folder, template=template, vocab_size=vocab_size, corpus=corpus)
+    train_tokenizer(folder, template=template, vocab_size=vocab_size, corpus=corpus,
+                    individual_digits=individual_digits)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
@@ -118,3 +130,46 @@ def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", h
     model.save_pretrained(folder)
     (folder / "misstep-tiny.json").write_text(json.dumps({"template": template, "seed": seed}) + "\n")
     return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(folder: Path | str, log: Path, *, timeout: float = 120) -> Iterator[str]:
+    """Run ``transformers serve`` of ``folder`` on 127.0.0.1 (CPU) and yield its base URL (``.../v1``).
+
+    The server's output goes to ``log``; it is stopped on exit. Raises :class:`MisstepError` when the
+    ``transformers`` command is missing (``pip install 'misstep[serve]'``) or the server does not come up.
+    """
+    command = shutil.which("transformers")
+    if command is None:
+        raise MisstepError("the `transformers` command is not installed (pip install 'misstep[serve]')")
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [command, "serve", str(folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            stdout=output, stderr=subprocess.STDOUT, env=env,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise MisstepError(f"`transformers serve` did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 import misstep
+import pytest
 from misstep import load_recipe, read_jsonl, run_recipe
 from misstep.backends.openai_compat import OpenAIBackend
+from misstep.testing import served
 
 CONVERSATION = [misstep.Message(role="user", content="Question: 2+3?")]
 
@@ -157,44 +154,13 @@ def test_a_timeout_is_an_error_after_the_retries(serve):
 # --- a real `transformers serve` ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def transformers_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     """``transformers serve`` on 127.0.0.1 with the tiny model, stopped at teardown."""
-    command = shutil.which("transformers")
-    if command is None:
+    if shutil.which("transformers") is None:
         pytest.skip("the `transformers` command is not installed (pip install 'misstep[serve]')")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [command, "serve", str(tiny_model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-            stdout=output, stderr=subprocess.STDOUT, env=env,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"`transformers serve` did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", str(tiny_model)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with served(tiny_model, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url, str(tiny_model)
 
 
 @pytest.mark.slow

@@ -9,15 +9,16 @@ tool-use rate is reported before training and after each stage.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import misstep
 import pytest
 import yaml
-
-import misstep
+from misstep.testing import served
 from misstep_trice.evaluate import Result
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
-from trice_components import served, teach
+from trice_components import teach
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -43,7 +44,6 @@ def tokenizer_text(model: Path, row: dict) -> str:
 def mean_nll(model: Path, rows: list[dict]) -> float:
     """Mean negative log-likelihood of the trained tokens of encoded examples under ``model``."""
     import torch
-
     from misstep.models import load_model
 
     loaded = load_model(misstep.ModelSpec(path=str(model)))
@@ -66,6 +66,8 @@ def teacher_url(tmp_path_factory: pytest.TempPathFactory):
         pairs.append((StudentPrompt().render(task.question),
                       f"calculator({a}+{b})" if number % 2 else f"The answer is {a + b}."))
     teach(folder, pairs, steps=150, learning_rate=0.01)
+    if shutil.which("transformers") is None:
+        pytest.skip("the `transformers` command is not installed (pip install 'misstep[serve]')")
     with served(folder, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url, str(folder)
 

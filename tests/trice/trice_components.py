@@ -3,17 +3,8 @@ teacher taught to write tool calls, and ``transformers serve`` on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 import misstep
 
@@ -80,45 +71,3 @@ def teach(folder: Path, pairs: Sequence[tuple[list[misstep.Message], str]], *, s
         optimizer.zero_grad()
     model.save_pretrained(folder)
     return folder
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def served(folder: Path, log: Path) -> Iterator[str]:
-    """``transformers serve`` of ``folder`` on 127.0.0.1; yields the base URL (``.../v1``).
-
-    Skips the test when the command is missing or the server does not come up.
-    """
-    command = shutil.which("transformers")
-    if command is None:
-        pytest.skip("the `transformers` command is not installed (pip install 'misstep[serve]')")
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [command, "serve", str(folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-            stdout=output, stderr=subprocess.STDOUT, env=env,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"`transformers serve` did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
