@@ -30,7 +30,13 @@ from misstep.datamodel import (
     Verdict,
     WeightSpan,
 )
-from misstep.errors import ComponentError, DataError, MisstepError, PluginError, RecipeError
+from misstep.errors import (
+    ComponentError,
+    DataError,
+    MisstepError,
+    PluginError,
+    RecipeError,
+)
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import JsonlAppender, read_jsonl, write_jsonl
 from misstep.models import resolve_model, trained_spec

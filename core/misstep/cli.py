@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import typing
 import sys
+import typing
 from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn

@@ -29,7 +29,6 @@ from misstep import hookspecs
 from misstep.components import KINDS, Component
 from misstep.errors import PluginError
 
-
 REGISTRATION_HOOKS = {
     "task": "register_tasks",
     "source": "register_sources",

@@ -26,9 +26,17 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from misstep.components import Backend
 from misstep.errors import MisstepError
 from misstep.plugins import Plugins, get_plugins
-from misstep.recipe import ModelSpec, Recipe, StageRef, dump_recipe, recipe_to_yaml
+from misstep.recipe import (
+    BackendRef,
+    ModelSpec,
+    Recipe,
+    StageRef,
+    dump_recipe,
+    recipe_to_yaml,
+)
 
 T = TypeVar("T")
 STATE_FILE = "stage.json"
@@ -84,6 +92,25 @@ class StageContext:
         if isinstance(value, dict) and set(value) == {"path"}:
             return self.run.dir / value["path"]
         return value
+
+    def model_of(self, model: str | ModelSpec | None) -> ModelSpec:
+        """The recipe's model (None), a model spec as given, or the ``model`` output of an earlier stage."""
+        if model is None:
+            return self.model
+        if isinstance(model, ModelSpec):
+            return model
+        return ModelSpec(path=str(self.output(model, "model")), dtype=self.model.dtype)
+
+    def backend(self, ref: BackendRef | None, model: ModelSpec | None = None) -> Backend:
+        """The backend ``ref`` names (default: ``hf``); one whose ``model:`` option is left empty (such as
+        ``hf``) runs ``model`` (default: the recipe's model)."""
+        model = model or self.model
+        if ref is None:
+            return self.plugins.create("backend", "hf", {"model": model.model_dump()})  # type: ignore[return-value]
+        options = ref.options
+        if "model" in type(options).model_fields and getattr(options, "model") is None:
+            options = options.model_copy(update={"model": model})
+        return self.plugins.component("backend", ref.use)(options)  # type: ignore[return-value]
 
     def progress(self, items: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over ``items`` (silent when the run is quiet)."""

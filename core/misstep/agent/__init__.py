@@ -1,6 +1,13 @@
 """The agent runtime: the batched ReAct loop, a resumable trajectory store and evaluation metrics."""
 
-from misstep.agent.loop import STOP, Agent, PromptTransform, Rollout, rollout_key, rollout_seed
+from misstep.agent.loop import (
+    STOP,
+    Agent,
+    PromptTransform,
+    Rollout,
+    rollout_key,
+    rollout_seed,
+)
 from misstep.agent.metrics import markdown_table, report, summarize
 from misstep.agent.store import TrajectoryStore, trajectory_key
 

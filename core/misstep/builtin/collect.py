@@ -15,7 +15,7 @@ from pydantic import Field
 from misstep.agent import STOP, Agent, Rollout, TrajectoryStore, rollout_seed
 from misstep.agent.loop import PromptTransform
 from misstep.builtin.stages import TasksStage, load_tasks
-from misstep.components import Backend, Stage
+from misstep.components import Stage
 from misstep.datamodel import Task
 from misstep.errors import DataError
 from misstep.hookspecs import hookimpl
@@ -37,16 +37,6 @@ class AgentOptions(TasksStage.Options):
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: list[str] = Field(default_factory=lambda: [STOP])
     batch_size: int = Field(default=64, gt=0, description="trajectories generating together")
-
-
-def build_backend(ref: BackendRef | None, ctx: StageContext, model: ModelSpec) -> Backend:
-    """The configured backend; one with an empty ``model:`` option (such as ``hf``) gets ``model``."""
-    if ref is None:
-        return ctx.plugins.create("backend", "hf", {"model": model.model_dump()})  # type: ignore[return-value]
-    options = ref.options
-    if "model" in type(options).model_fields and getattr(options, "model") is None:
-        options = options.model_copy(update={"model": model})
-    return ctx.plugins.component("backend", ref.use)(options)  # type: ignore[return-value]
 
 
 def unique_tasks(tasks: list[Task]) -> list[Task]:
@@ -73,7 +63,7 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
         if len(todo) < len(rollouts):
             ctx.log(f"resuming: {len(rollouts) - len(todo)} of {len(rollouts)} trajectories already stored")
         if todo:
-            backend = build_backend(options.backend, ctx, model)
+            backend = ctx.backend(options.backend, model)
             try:
                 agent = Agent(
                     backend,

@@ -69,17 +69,9 @@ class EvaluateStage(Stage["EvaluateStage.Options"]):
         inference_prompt: bool = Field(
             default=True, description="apply the inference prompt of the reformatter stored with the model")
 
-    def _model(self, ctx: StageContext) -> ModelSpec:
-        model = self.options.model
-        if model is None:
-            return ctx.model
-        if isinstance(model, ModelSpec):
-            return model
-        return ModelSpec(path=str(ctx.output(model, "model")), dtype=ctx.model.dtype)
-
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = self.options
-        model = self._model(ctx)
+        model = ctx.model_of(opts.model)
         stored = stored_reformatter(model, ctx.plugins) if opts.inference_prompt else None
         transform, reformatter = stored if stored else (None, None)
         if reformatter:

@@ -59,9 +59,9 @@ class SFT(Loss["SFT.Options"]):
         pass
 
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
-        from misstep.training.packing import model_inputs
-
         import torch
+
+        from misstep.training.packing import model_inputs
 
         labels, weights = batch["labels"], batch["weights"]
         # only the columns that predict a trained token go through the output layer (a large share of

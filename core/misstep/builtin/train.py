@@ -21,7 +21,13 @@ from misstep.datamodel import Example, RankedExample
 from misstep.errors import MisstepError
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import read_jsonl
-from misstep.models import ALIASES, MODEL_INFO, load_tokenizer, resolve_model, trained_spec
+from misstep.models import (
+    ALIASES,
+    MODEL_INFO,
+    load_tokenizer,
+    resolve_model,
+    trained_spec,
+)
 from misstep.recipe import LossRef, ModelSpec, StageInput, dump_recipe
 from misstep.stages import StageContext
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from misstep.components import Loss
 from misstep.errors import MisstepError
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
-from misstep.recipe import LossRef, LoraSpec, ModelSpec
+from misstep.recipe import LoraSpec, LossRef, ModelSpec
 from misstep.training.encode import Encoded
 
 RESULT = "result.json"

@@ -18,7 +18,7 @@ import misstep
 from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_trice.execution import Execution, build_tools, execute
-from misstep_trice.generation import backend_for, generate, model_spec
+from misstep_trice.generation import generate
 from misstep_trice.prompts import StudentPrompt
 
 
@@ -65,7 +65,7 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
         tasks = [task for ref in opts.tasks for task in _limited(ref.build().load(), opts.limit)]
         if not tasks:
             raise misstep.MisstepError(f"stage {ctx.name!r}: the task loaders gave no tasks; check their paths")
-        backend = backend_for(ctx, opts.backend, model_spec(ctx, opts.model))
+        backend = ctx.backend(opts.backend, ctx.model_of(opts.model))
         tools = build_tools(opts.tools)
         verifier = opts.verifier.build()
         greedy = misstep.Sampling(temperature=0.0, max_new_tokens=opts.max_new_tokens, seed=ctx.seed)

@@ -23,7 +23,7 @@ import misstep
 from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_trice.execution import build_tools, execute
-from misstep_trice.generation import backend_for, generate, model_spec, read_tasks
+from misstep_trice.generation import generate, read_tasks
 from misstep_trice.prompts import Shot, StudentPrompt
 from misstep_trice.ranking import SCHEMES, Judged
 
@@ -178,7 +178,7 @@ class RankStage(misstep.Stage["RankStage.Options"]):
 
     def _generated(self, ctx: misstep.StageContext, number: int, source: GeneratePool,
                    tasks: list[misstep.Task]) -> list[PoolEntry]:
-        model = model_spec(ctx, source.model)
+        model = ctx.model_of(source.model)
         origin = source.label or (source.backend.use if source.backend else f"model-{number}")
         shots = [m for shot in source.shots for m in (
             *self.options.prompt.render(shot.question),
@@ -188,7 +188,7 @@ class RankStage(misstep.Stage["RankStage.Options"]):
         sampling = [misstep.Sampling(temperature=source.temperature, top_p=source.top_p,
                                      max_new_tokens=self.options.max_new_tokens, seed=ctx.seed + sample)
                     for _, sample in requests]
-        backend = backend_for(ctx, source.backend, model)
+        backend = ctx.backend(source.backend, model)
         try:
             responses = [text for batch in generate(ctx, backend, conversations, sampling,
                                                     batch_size=self.options.batch_size, desc=f"pool {origin}")

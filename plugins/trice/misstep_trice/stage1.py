@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_trice.answers import states_answer
 from misstep_trice.execution import build_tools, execute
-from misstep_trice.generation import backend_for, generate, read_tasks
+from misstep_trice.generation import generate, read_tasks
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
 
 Outcome = Literal["student", "teacher", "no-call", "wrong-call", "leaked-answer"]
@@ -99,8 +99,8 @@ class Stage1(misstep.Stage["Stage1.Options"]):
         opts = self.options
         verifier = opts.verifier.build()
         tools = build_tools(opts.tools)
-        student = backend_for(ctx, opts.student, ctx.model)
-        teacher = backend_for(ctx, opts.teacher, ctx.model)
+        student = ctx.backend(opts.student)
+        teacher = ctx.backend(opts.teacher)
         greedy = misstep.Sampling(temperature=0.0, max_new_tokens=opts.max_new_tokens, seed=ctx.seed)
         try:
             conversations = [opts.prompt.render(task.question) for task in tasks]

@@ -24,7 +24,13 @@ from pydantic import Field, field_validator
 
 from misstep_tripost.families import FAMILIES, family_of
 from misstep_tripost.source import read_tasks
-from misstep_tripost.text import FEEDBACK, correct_feedback, question_prompt, render_interaction, split_turns
+from misstep_tripost.text import (
+    FEEDBACK,
+    correct_feedback,
+    question_prompt,
+    render_interaction,
+    split_turns,
+)
 
 
 def weighted(text: str, weight: float) -> misstep.Message:

@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 import misstep
 
 from misstep_tripost.improvers import Request, acceptable
-from misstep_tripost.text import FINAL, Feedback, Step, Turn, distinct_ids, parse_feedback, split_turns
+from misstep_tripost.text import (
+    FINAL,
+    Feedback,
+    Step,
+    Turn,
+    distinct_ids,
+    parse_feedback,
+    split_turns,
+)
 
 Critic = Callable[[Sequence[misstep.Task], Sequence[list[Step]]], list[Feedback | None]]
 ImproveFn = Callable[[Sequence[Request]], list[list[Step] | None]]

@@ -20,7 +20,6 @@ import misstep
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from misstep_tripost.families import Family, family_of
-from misstep_tripost.source import student_backend
 from misstep_tripost.text import FEEDBACK, parse_feedback, question_prompt, split_turns
 
 
@@ -170,7 +169,7 @@ class EvaluateStage(misstep.Stage["EvaluateStage.Options"]):
 
     def _predict(self, ctx: misstep.StageContext, tasks: list[misstep.Task], appender: misstep.JsonlAppender) -> None:
         opts = self.options
-        backend = student_backend(ctx, opts.backend, opts.model)
+        backend = ctx.backend(opts.backend, ctx.model_of(opts.model))
         stop = () if opts.self_improve else (f"\n{FEEDBACK}",)
         sampling = misstep.Sampling(temperature=0.0, max_new_tokens=opts.max_new_tokens, stop=stop)
         try:

@@ -20,8 +20,18 @@ from misstep_tripost.checking import complete
 from misstep_tripost.families import family_of
 from misstep_tripost.prompts import IMPROVER_EXAMPLES, IMPROVER_INSTRUCTION
 from misstep_tripost.tasks import TaskName
-from misstep_tripost.text import (ANSWER, FEEDBACK, UPDATED, Feedback, Step, answer_header, distinct_ids, parse_steps,
-                                  question_prompt, render_steps)
+from misstep_tripost.text import (
+    ANSWER,
+    FEEDBACK,
+    UPDATED,
+    Feedback,
+    Step,
+    answer_header,
+    distinct_ids,
+    parse_steps,
+    question_prompt,
+    render_steps,
+)
 
 
 @dataclass(frozen=True)

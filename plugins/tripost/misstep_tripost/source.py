@@ -18,20 +18,15 @@ from pydantic import Field
 from misstep_tripost.editing import Critic, Edit, edit_replies
 from misstep_tripost.families import family_of
 from misstep_tripost.improvers import Improver, ScriptedImprover
-from misstep_tripost.text import Feedback, Step, parse_feedback, question_prompt, render_interaction, render_steps
+from misstep_tripost.text import (
+    Feedback,
+    Step,
+    parse_feedback,
+    question_prompt,
+    render_interaction,
+    render_steps,
+)
 from misstep_tripost.verifiers import FeedbackVerifier
-
-
-def student_backend(ctx: misstep.StageContext, ref: misstep.BackendRef | None, stage: str | None) -> misstep.Backend:
-    """The backend that plays the student: ``ref`` (default ``hf``) with the model of ``stage`` (default:
-    the recipe's model) where the backend's own ``model:`` is left empty."""
-    model = ctx.model if stage is None else misstep.ModelSpec(path=str(ctx.output(stage, "model")), dtype=ctx.model.dtype)
-    if ref is None:
-        return ctx.plugins.create("backend", "hf", {"model": model.model_dump()})  # type: ignore[return-value]
-    options = ref.options
-    if "model" in type(options).model_fields and getattr(options, "model") is None:
-        options = options.model_copy(update={"model": model})
-    return ctx.plugins.component("backend", ref.use)(options)  # type: ignore[return-value]
 
 
 def critic_for(verifier: misstep.Verifier) -> Critic:
@@ -109,7 +104,7 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
 
     def _edit(self, ctx: misstep.StageContext, todo: list[tuple[misstep.Task, int]], appender: misstep.JsonlAppender) -> None:
         opts = self.options
-        backend = student_backend(ctx, opts.backend, opts.student)
+        backend = ctx.backend(opts.backend, ctx.model_of(opts.student))
         verifier = opts.verifier.build()
         critic = critic_for(verifier)
         try:

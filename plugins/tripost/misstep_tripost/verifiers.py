@@ -22,7 +22,16 @@ from misstep_tripost.checking import verify as verify_steps
 from misstep_tripost.families import family_of
 from misstep_tripost.prompts import VERIFIER_EXAMPLES, VERIFIER_INSTRUCTION
 from misstep_tripost.tasks import TaskName
-from misstep_tripost.text import FINAL, Feedback, Step, answer_header, correct_feedback, question_prompt, render_steps, split_turns
+from misstep_tripost.text import (
+    FINAL,
+    Feedback,
+    Step,
+    answer_header,
+    correct_feedback,
+    question_prompt,
+    render_steps,
+    split_turns,
+)
 
 _REPLY = re.compile(r"Earliest error step:\s*\(?(?P<step>[^)\n]*?)\)?\s*\n\s*Error segment:\s*(?P<segment>[^\n]*)\s*\n"
                     r"\s*Error reason:\s*(?P<reason>[^\n]*)")
