@@ -7,22 +7,14 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pytest
-
 import misstep
-from misstep.plugins import reset_plugins
-
+import pytest
 from agent_components import AgentTestPlugin, ScriptedBackend
 
 
 @pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
-    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
-    reset_plugins()
+def _no_scripted_calls():
     ScriptedBackend.calls = []
-    yield
-    reset_plugins()
 
 
 @pytest.fixture
@@ -51,10 +43,3 @@ def write_recipe(tmp_path: Path) -> Callable[[str], Path]:
 
     return write
 
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama with a locally trained tokenizer and chat template (built once per session)."""
-    from misstep.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))

@@ -8,17 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from misstep.plugins import reset_plugins
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
-    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
-    reset_plugins()
-    yield
-    reset_plugins()
-
 
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, str], Path]:

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import misstep
-from misstep.plugins import reset_plugins
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
-    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
-    reset_plugins()
-    yield
-    reset_plugins()
+import pytest
 
 
 def build_trajectory(task_id: str, correct: bool | None, *, answer: str = "5", sample: int = 0,
@@ -22,7 +11,7 @@ def build_trajectory(task_id: str, correct: bool | None, *, answer: str = "5", s
     """A one-step ReAct trajectory with NAT's math prompt, labelled by ``correct``."""
     prompt = misstep.PromptTemplate().render(question)
     turns = [
-        misstep.Message(role="assistant", content=f"Thought: I add the numbers.\nAction: calculate[2 + 3]"),
+        misstep.Message(role="assistant", content="Thought: I add the numbers.\nAction: calculate[2 + 3]"),
         misstep.Message(role="user", content="Observation: 5"),
         misstep.Message(role="assistant", content=f"Thought: Done.\nAction: finish[{answer}]"),
     ]

@@ -8,25 +8,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 import misstep
 import misstep_tools.plugin
 import misstep_trice.plugin
-from misstep.plugins import reset_plugins
+import pytest
+import yaml
 from misstep.recipe import validate_recipe
 from trice_components import Scripted, TriceTestPlugin
 
 
 @pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
-    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
-    reset_plugins()
+def _no_scripted_calls():
     Scripted.seen = []
-    yield
-    reset_plugins()
 
 
 @pytest.fixture

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import misstep
 import pytest
 
-import misstep
-from misstep.plugins import reset_plugins
-
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "tripost"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MISSTEP_LOAD_PLUGINS", raising=False)
-    monkeypatch.delenv("MISSTEP_DISABLE_PLUGINS", raising=False)
-    reset_plugins()
-    yield
-    reset_plugins()
 
 
 @pytest.fixture
