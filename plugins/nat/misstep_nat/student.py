@@ -10,7 +10,6 @@ SmolLM2 or any other model. Later stages use the output with ``init: student`` (
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,13 +21,11 @@ from misstep_nat.hints import HINT_PRESETS
 CHAT_ROLES = ("system", "user", "assistant")
 
 
-def corpus_lines(path: Path, kind: type[misstep.Trajectory] | type[misstep.Task]) -> Iterator[str]:
-    """The text of a JSONL file of trajectories (every message) or tasks (every question)."""
-    for record in misstep.read_jsonl(path, kind):
-        if isinstance(record, misstep.Trajectory):
-            yield from (message.content for message in record.messages)
-        else:
-            yield record.question
+def record_text(record: misstep.Trajectory | misstep.Task) -> list[str]:
+    """The text of a trajectory (every message) or a task (its question)."""
+    if isinstance(record, misstep.Trajectory):
+        return [message.content for message in record.messages]
+    return [record.question]
 
 
 class Student(misstep.Stage["Student.Options"]):
@@ -47,6 +44,9 @@ class Student(misstep.Stage["Student.Options"]):
         heads: int = Field(default=4, gt=0, description="attention heads (must divide hidden_size)")
         vocab_size: int = Field(default=1000, ge=300, description="tokenizer vocabulary (BPE merges on the corpus)")
         context: int = Field(default=1024, gt=0, description="longest sequence in tokens")
+        individual_digits: bool = Field(
+            default=False, description="split numbers into digits; by default frequent numbers become single "
+            "tokens, which a small model learns to copy much sooner")
         template: Literal["chatml", "llama2"] = "chatml"
         seed: int | None = Field(default=None, description="initial weights (default: the recipe's seed)")
 
@@ -65,7 +65,8 @@ class Student(misstep.Stage["Student.Options"]):
 
             build_tiny_model(folder, template=opts.template, hidden_size=opts.hidden_size, layers=opts.layers,
                              heads=opts.heads, context=opts.context, vocab_size=opts.vocab_size,
-                             corpus=self._corpus(ctx), seed=ctx.seed if opts.seed is None else opts.seed)
+                             corpus=self._corpus(ctx), individual_digits=opts.individual_digits,
+                             seed=ctx.seed if opts.seed is None else opts.seed)
         parameters = _parameters(folder)
         ctx.log(f"built a {opts.layers}-layer model with hidden size {opts.hidden_size} ({parameters:,} parameters) "
                 f"-> {folder}")
@@ -78,12 +79,13 @@ class Student(misstep.Stage["Student.Options"]):
             return None
         outputs = ctx.run.outputs.get(stage, {})
         key, kind = ("trajectories", misstep.Trajectory) if "trajectories" in outputs else ("tasks", misstep.Task)
-        lines = list(corpus_lines(ctx.output(stage, key), kind))
+        records = list(misstep.read_jsonl(ctx.output(stage, key), kind))
+        lines = [text for record in records for text in record_text(record)]
         if not lines:
             raise misstep.ComponentError(f"student: the {key} of stage {stage!r} hold no text to train a tokenizer on")
         hints = [text for hints in HINT_PRESETS.values() for text in (hints.positive, hints.negative)]
-        # the hints are rare next to the task text: repeat them so that they become whole tokens too
-        return lines + hints * max(1, len(lines) // 100) + list(CHAT_ROLES)
+        # NAT puts a hint on every question: count the hints as often as the questions, so they become whole tokens
+        return lines + hints * len(records) + list(CHAT_ROLES)
 
 
 def _parameters(folder: Path) -> int:
