@@ -13,6 +13,9 @@ from misstep_nat.sweep import collect_points, expand, write_report
 
 SET_HELP = "Override a recipe value: KEY.PATH=VALUE (VALUE is YAML). Repeatable; stages by name or index."
 QUICKSTART = "quickstart.yaml"
+PRETRAINED_LR = 5e-5
+"""The learning rate ``--model`` sets: the student built from scratch trains at 6e-3, which would wreck a
+pretrained model."""
 
 
 def quickstart_recipe() -> Path:
@@ -37,7 +40,7 @@ def register(cli: click.Group) -> None:
     @cli.command("quickstart")
     @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
     @click.option("--model", help="Fine-tune this model instead of a student built from scratch: an alias "
-                  "(smollm2-135m-instruct), a model folder or a .gguf file.")
+                  f"(smollm2-135m-instruct), a model folder or a .gguf file; trains at learning rate {PRETRAINED_LR:g}.")
     @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
                   help="Run folder (default: runs/quickstart). A re-run resumes in it.")
     @click.option("--force", is_flag=True, help="Run every stage again (old outputs are moved aside).")
@@ -51,7 +54,9 @@ def register(cli: click.Group) -> None:
         on the same data, evaluation on held-out problems before and after, a table and a plot.
         """
         started = time.time()
-        sets = [*overrides, *([f"stages.student.model={model}"] if model else [])]
+        pretrained = [f"stages.student.model={model}", *(f"stages.train-{method}.learning_rate={PRETRAINED_LR}"
+                                                          for method in ("vanilla", "nut", "nat"))]
+        sets = [*(pretrained if model else []), *overrides]
         recipe = misstep.load_recipe(quickstart_recipe(), sets)
         run = misstep.run_recipe(recipe, run_dir=run_dir, force=force, quiet=quiet)
         outputs = run.outputs["compare"]

@@ -1,0 +1,95 @@
+"""The quickstart end to end on CPU (student, three trainings, evaluations, comparison), the student stage,
+``misstep quickstart`` and ``misstep sweep``."""
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+from transformers import AutoTokenizer
+
+import misstep
+from misstep.cli import cli
+from misstep.testing import build_tiny_model
+from misstep_nat.hints import MATH_POSITIVE
+
+COLLECT = """\
+name: student-test
+stages:
+  - use: collect
+    tasks: [{use: arithmetic-word-problems, count: 40}]
+    backend: {use: scripted-teacher}
+    tools: [calculate]
+    verifier: numeric
+  - {use: student, corpus: collect, hidden_size: 32, layers: 1, heads: 2, vocab_size: 600}
+"""
+
+
+def run(tmp_path, text, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return misstep.run_recipe(misstep.load_recipe(path), run_dir=tmp_path / "run", quiet=True)
+
+
+def test_student_tokenizer_is_trained_on_the_task_text(tmp_path):
+    result = run(tmp_path, COLLECT)
+    outputs = result.outputs["student"]
+    folder = result.dir / outputs["model"]["path"]
+    assert outputs["built"] is True and 10_000 < outputs["parameters"] < 100_000
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for text in (" calculate", "Observation", " marbles", " correctly", " incorrectly"):
+        assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1, text
+    assert any(str(number) in tokenizer.get_vocab() for number in range(10, 100))  # numbers are not split in digits
+    # the model loads like any other and the chat template renders the agent's conversation
+    prompt = misstep.PromptTemplate().render("Ben has 5 apples.")
+    rendered = tokenizer.apply_chat_template([m.model_dump(include={"role", "content"}) for m in prompt],
+                                             tokenize=False, add_generation_prompt=True)
+    assert rendered.endswith("<|im_start|>assistant\n")
+    again = run(tmp_path, COLLECT)  # finished: skipped, same model
+    assert again.outputs["student"] == outputs
+
+
+def test_student_hands_on_an_existing_model(tmp_path):
+    existing = build_tiny_model(tmp_path / "existing")
+    result = run(tmp_path, f"name: s\nstages:\n  - {{use: student, model: {existing}}}\n")
+    assert result.outputs["student"] == {"model": {"path": str(existing)}, "built": False}
+
+
+def test_student_size_must_split_into_heads(tmp_path):
+    with pytest.raises(misstep.ComponentError, match="hidden_size 30 is not divisible by heads 4"):
+        run(tmp_path, "name: s\nstages:\n  - {use: student, hidden_size: 30, heads: 4}\n")
+
+
+# The quickstart with less of everything (the real one: `misstep quickstart`, about 2.5 minutes on 2 cores):
+# fewer problems, more positives for NAT (it learns sooner), Vanilla and NUT only briefly trained.
+SMALL = [
+    "stages.collect.tasks.0.count=400",
+    "stages.eval-untrained.tasks.0.count=60",  # the four evaluations share this test set (YAML anchor)
+    "stages.reformat-nat.reformatter.pos_num=300", "stages.reformat-nat.reformatter.neg_num=300",
+    "stages.train-nat.max_steps=300", "stages.train-vanilla.max_steps=30", "stages.train-nut.max_steps=30",
+]
+
+
+@pytest.mark.slow
+def test_quickstart_trains_students_that_beat_the_untrained_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    misstep.get_plugins().register_commands(cli)  # what the `misstep` entry point does
+    result = CliRunner().invoke(cli, ["quickstart", "--run-dir", "qs", "-q", *(f"--set={s}" for s in SMALL)])
+    assert result.exit_code == 0, result.output
+    assert "| method | tasks | accuracy | vs baseline (points) |" in result.output
+    folder = tmp_path / "qs" / "compare"
+    assert (folder / "accuracy.png").stat().st_size > 10_000
+    rows = {row["method"]: row for row in csv.DictReader((folder / "comparison.csv").open())}
+    assert list(rows) == ["untrained", "vanilla", "nut", "nat"]
+    untrained, nat = rows["untrained"], rows["nat"]
+    assert float(untrained["action_error_rate"]) > 0.9  # before: no usable action at all
+    assert float(nat["action_error_rate"]) < 0.1  # after: the ReAct format is learnt
+    assert float(nat["accuracy"]) > float(untrained["accuracy"]) + 0.2
+    assert int(nat["examples"]) == 600 and int(rows["vanilla"]["examples"]) == 150
+    # the NAT student was asked with the positive hint, the others without
+    metrics = json.loads((tmp_path / "qs" / "eval-nat" / "metrics.json").read_text())
+    assert metrics["inference_prompt"] == "nat"
+    first = json.loads((tmp_path / "qs" / "eval-nat" / "trajectories.jsonl").open().readline())
+    assert first["messages"][2]["content"].endswith(". " + MATH_POSITIVE)
+    plain = json.loads((tmp_path / "qs" / "eval-nut" / "trajectories.jsonl").open().readline())
+    assert plain["messages"][2]["content"].endswith("?")
