@@ -93,3 +93,21 @@ def test_quickstart_trains_students_that_beat_the_untrained_one(tmp_path, monkey
     assert first["messages"][2]["content"].endswith(". " + MATH_POSITIVE)
     plain = json.loads((tmp_path / "qs" / "eval-nut" / "trajectories.jsonl").open().readline())
     assert plain["messages"][2]["content"].endswith("?")
+
+
+def test_sweep_over_negatives_writes_csv_and_plot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    misstep.get_plugins().register_commands(cli)
+    tiny = ["stages.collect.tasks.0.count=40", "stages.eval-untrained.tasks.0.count=5",
+            "stages.student.hidden_size=32", "stages.student.vocab_size=500",
+            *(f"stages.train-{m}.max_steps=2" for m in ("vanilla", "nut", "nat"))]
+    args = ["sweep", "--neg-num", "0,20", "--methods", "nat", "-q", *(f"--set={s}" for s in tiny)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "runs" / "quickstart-sweep"
+    rows = list(csv.DictReader((folder / "sweep.csv").open()))
+    assert [(r["method"], r["neg_num"], r["stage"]) for r in rows] == [
+        ("vanilla", "", "eval-vanilla"), ("nat", "0", "eval-nat-neg0"), ("nat", "20", "eval-nat-neg20")]
+    assert [r["negatives"] for r in rows] == ["0", "0", "20"] and {r["count"] for r in rows} == {"5"}
+    assert (folder / "sweep.png").stat().st_size > 10_000 and "| nat | 20 |" in result.output
+    assert json.loads((folder / "train-nat-neg20" / "model" / "misstep.json").read_text())["reformatter"]["neg_num"] == 20
