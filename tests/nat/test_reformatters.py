@@ -182,3 +182,34 @@ def test_reformat_stage_writes_the_summary(tmp_path, make_trajectory):
     summary = json.loads((tmp_path / "run" / outputs["summary"]["path"]).read_text())
     assert summary["kept"] == {"positive": 1, "negative": 1}
     assert summary["dropped"] == {"unlabelled (no verdict)": 1}
+
+
+def test_qa_hints_on_the_strategyqa_prompt_exactly():
+    nat = create("nat", hints="qa")
+    prompt = misstep.PromptTemplate(preset="strategyqa").render("Can a cat swim?")
+    assert prompt[0].content.endswith("\nRemember you should answer Yes or No.")
+    assert nat.inference_prompt(prompt)[-1].content == (
+        "Question: Can a cat swim?. Generate a sequence of Thought and Action steps to solve the question "
+        "**correctly**.")
+    assert nat.hints.apply(prompt, "negative")[-1].content == (
+        "Question: Can a cat swim?. Generate a sequence of Thought and Action steps. But **incorrectly** solve "
+        "the question.")
+    assert prompt[-1].content == "Question: Can a cat swim?"  # the prompt itself is not changed
+
+
+def test_nat_k_three_classes_reformat_and_positive_is_the_top_class(make_trajectory):
+    natk = create("nat-k")  # 3-class, by F1
+    data = [make_trajectory("t1", False, f1=0.0), make_trajectory("t2", False, f1=0.3),
+            make_trajectory("t3", True, f1=1.0)]
+    examples = list(natk.reformat(data, {}))
+    assert [(question_turn(e), e.metadata["label"]) for e in examples] == [
+        (f"[Incorrect] {QUESTION}", "negative"), (f"[Partially Correct] {QUESTION}", "negative"),
+        (f"[Correct] {QUESTION}", "positive")]
+    assert natk.report()["classes"] == {"[Incorrect]": 1, "[Partially Correct]": 1, "[Correct]": 1}
+
+
+def test_sampling_takes_everything_when_fewer_than_asked(make_trajectory):
+    data = [make_trajectory(f"p{i}", True) for i in range(3)] + [make_trajectory(f"n{i}", False) for i in range(2)]
+    nat = create("nat", pos_num=10, neg_num=10)
+    assert len(list(nat.reformat(data, {}))) == 5
+    assert nat.report()["dropped"] == {} and nat.report()["requested"] == {"positive": 10, "negative": 10}
