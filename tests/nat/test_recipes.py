@@ -77,3 +77,12 @@ def test_comparison_table():
         "| untrained | 200 | 0.00% |  | 100.00% | 1.00 |  |  |\n"
         "| nat | 200 | 61.50% | +61.50 | 1.25% | 3.20 | 1000 | nat |\n")
     assert "vs baseline" not in markdown(rows, None)
+
+
+def test_comparison_table_with_several_datasets():
+    rows = [Row("untrained", "eval-untrained", 4, 0.25, 0.5, 1.5, None, None, {"gsm8k": 0.0, "svamp": 0.5}),
+            Row("nat", "eval-nat", 4, 0.5, 0.0, 2.0, "nat", 10, {"gsm8k": 0.5, "svamp": 0.5})]
+    lines = markdown(rows, rows[0]).splitlines()
+    assert lines[0].endswith("| reformatter | gsm8k | svamp | mean of datasets |")
+    assert lines[3] == "| nat | 4 | 50.00% | +25.00 | 0.00% | 2.00 | 10 | nat | 50.00% | 50.00% | 50.00% |"
+    assert rows[0].flat()["accuracy_svamp"] == 0.5 and "datasets" not in rows[0].flat()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,23 +32,50 @@ class Row:
     avg_turns: float
     inference_prompt: str | None
     examples: int | None
+    datasets: dict[str, float] = field(default_factory=dict)
+    """Accuracy per dataset, when the evaluation had several (NAT reports their mean for math)."""
 
-    def cells(self, baseline: Row | None) -> list[str]:
+    def cells(self, baseline: Row | None, datasets: list[str]) -> list[str]:
         delta = "" if baseline is None or baseline is self else f"{100 * (self.accuracy - baseline.accuracy):+.2f}"
-        return [self.method, str(self.count), f"{100 * self.accuracy:.2f}%", delta,
-                f"{100 * self.action_error_rate:.2f}%", f"{self.avg_turns:.2f}",
-                "" if self.examples is None else str(self.examples), self.inference_prompt or ""]
+        cells = [self.method, str(self.count), f"{100 * self.accuracy:.2f}%", delta,
+                 f"{100 * self.action_error_rate:.2f}%", f"{self.avg_turns:.2f}",
+                 "" if self.examples is None else str(self.examples), self.inference_prompt or ""]
+        if datasets:
+            cells += [_percent(self.datasets.get(name)) for name in datasets] + [_percent(self.dataset_mean)]
+        return cells
+
+    @property
+    def dataset_mean(self) -> float | None:
+        return sum(self.datasets.values()) / len(self.datasets) if self.datasets else None
+
+    def flat(self) -> dict[str, Any]:
+        """The row for the CSV: one accuracy column per dataset."""
+        row = asdict(self)
+        del row["datasets"]
+        row.update({f"accuracy_{name}": value for name, value in self.datasets.items()})
+        return row
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}%"
 
 
 HEADER = ["method", "tasks", "accuracy", "vs baseline (points)", "action-error rate", "avg turns",
           "trained on (examples)", "reformatter"]
 
 
+def dataset_names(rows: list[Row]) -> list[str]:
+    return sorted({name for row in rows for name in row.datasets})
+
+
 def markdown(rows: list[Row], baseline: Row | None) -> str:
+    datasets = dataset_names(rows)
     header = HEADER if baseline else [h for h in HEADER if h != "vs baseline (points)"]
+    if datasets:
+        header = [*header, *datasets, "mean of datasets"]
     lines = ["| " + " | ".join(header) + " |", "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
     for row in rows:
-        cells = row.cells(baseline)
+        cells = row.cells(baseline, datasets)
         if not baseline:
             del cells[3]
         lines.append("| " + " | ".join(cells) + " |")
@@ -105,9 +132,10 @@ class Compare(misstep.Stage["Compare.Options"]):
         table = markdown(rows, baseline)
         (ctx.dir / "comparison.md").write_text(table)
         with (ctx.dir / "comparison.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
+            fields = [*rows[0].flat(), *(f"accuracy_{name}" for name in dataset_names(rows))]
+            writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(fields)))
             writer.writeheader()
-            writer.writerows(asdict(row) for row in rows)
+            writer.writerows(row.flat() for row in rows)
         (ctx.dir / "comparison.json").write_text(json.dumps(
             {"baseline": opts.baseline, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
         image = plot(rows, ctx.dir / "accuracy.png", opts.title)
@@ -123,6 +151,7 @@ class Compare(misstep.Stage["Compare.Options"]):
         try:
             data = json.loads(Path(metrics_file).read_text())
             summary = data["metrics"]["all"]
+            datasets = {name: float(m["accuracy"]) for name, m in data["metrics"].items() if name != "all"}
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
             raise misstep.ComponentError(f"compare: {metrics_file} (stage {stage!r}) is not an evaluation's "
                                          f"metrics.json ({error!r}); is {stage!r} an evaluate stage?") from None
@@ -135,6 +164,7 @@ class Compare(misstep.Stage["Compare.Options"]):
             avg_turns=float(summary["avg_turns"]),
             inference_prompt=data.get("inference_prompt"),
             examples=_trained_examples(ctx, data.get("model")),
+            datasets=datasets,
         )
 
 
