@@ -63,6 +63,8 @@ def test_sweep_picks_methods_and_says_what_is_missing():
     data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe()))
     _, points = expand(data, [10], ["nat"])
     assert [(p.method, p.neg_num) for p in points] == [("vanilla", None), ("nat", 10)]
+    expanded, points = expand(data, [600], ["nat"])  # the recipe's own neg_num: its chain is the point
+    assert expanded == data and [(p.neg_num, p.stage) for p in points][1:] == [(600, "eval-nat")]
     with pytest.raises(misstep.MisstepError, match="no reformat -> train -> evaluate chain with negatives for vanilla"):
         expand(data, [10], ["vanilla"])
 

@@ -2,10 +2,10 @@
 
 A recipe's method chains (a ``reformat`` stage whose reformatter takes ``neg_num``, the ``train``
 stages on its examples and the ``evaluate`` stages of those models) are copied once per ``neg_num``
-value, renamed ``<stage>-neg<N>`` and appended to the recipe, so the stages they share (collection,
-the student, Vanilla) run once and the whole sweep resumes like any run. Vanilla's accuracy is drawn
-as a flat reference line. Writes ``sweep.csv``, ``sweep.md`` and ``sweep.png`` into the run folder.
-"""
+value (the recipe's own chain serves its own value), renamed ``<stage>-neg<N>`` and appended to the
+recipe, so the stages they share (collection, the student, Vanilla) run once and the whole sweep
+resumes like any run. Vanilla's accuracy is drawn as a flat reference line. Writes ``sweep.csv``,
+``sweep.md`` and ``sweep.png`` into the run folder."""
 
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ def expand(data: dict[str, Any], values: list[int], methods: list[str] | None) -
               for e in c.evaluations]
     for value in values:
         for chain in swept:
+            if chain.reformat["reformatter"]["neg_num"] == value:  # the recipe's own chain: nothing to add
+                points.extend(Point(chain.method, value, _label(e)) for e in chain.evaluations)
+                continue
             suffix = f"-neg{value}"
             reformat = copy.deepcopy(chain.reformat)
             reformat["name"] = _label(chain.reformat) + suffix
