@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,13 +32,4 @@ def tasks_file(tmp_path: Path) -> Callable[[Sequence[dict]], Path]:
 
     return write
 
-
-@pytest.fixture
-def write_recipe(tmp_path: Path) -> Callable[[str], Path]:
-    def write(text: str, name: str = "recipe.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text).lstrip())
-        return path
-
-    return write
 

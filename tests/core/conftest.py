@@ -27,12 +27,3 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str,
 
     return install
 
-
-@pytest.fixture
-def write_recipe(tmp_path: Path) -> Callable[[str], Path]:
-    def write(text: str, name: str = "recipe.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text).lstrip())
-        return path
-
-    return write
