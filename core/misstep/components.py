@@ -8,12 +8,13 @@ callback of the matching hook in :mod:`misstep.hookspecs`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from misstep.datamodel import Example, Message, Task, Trajectory, Verdict
+from misstep.errors import ComponentError
 
 if TYPE_CHECKING:
     from misstep.stages import StageContext
@@ -146,6 +147,7 @@ class Sampling:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    num_beams: int = 1  # > 1: beam search (deterministic; temperature and top_p are ignored)
 
 
 class Backend(Component[O]):
@@ -156,12 +158,32 @@ class Backend(Component[O]):
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
         raise NotImplementedError
 
+    def generate_n(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+                   n: int) -> list[list[str]]:
+        """``n`` replies per conversation: samples with seeds ``seed``, ``seed + 1``, ... by default.
+
+        Backends that can beam search override this to return the ``n`` best beams of one search.
+        """
+        self.refuse_beam_search(sampling)
+        repeated = [
+            replace(params, seed=None if params.seed is None else params.seed + k)
+            for params in sampling for k in range(n)
+        ]
+        replies = self.generate([c for c in conversations for _ in range(n)], repeated)
+        return [replies[i : i + n] for i in range(0, len(replies), n)]
+
     @property
     def model_name(self) -> str:
         return self.name
 
     def close(self) -> None:
         """Release the model or connections."""
+
+    def refuse_beam_search(self, sampling: Sequence[Sampling]) -> None:
+        """For backends that only sample: a clear error when a request asks for beam search."""
+        if any(params.num_beams > 1 for params in sampling):
+            raise ComponentError(f"the `{self.name}` backend cannot beam search; use the `hf` backend or set "
+                                 "`num_beams: 1`")
 
 
 class Stage(Component[O]):

@@ -71,3 +71,27 @@ def test_a_conversation_beyond_the_context_gets_an_empty_reply(backend):
 def test_the_model_name_is_the_spec_path(backend, tiny_model):
     assert backend.model_name == str(tiny_model)
     assert backend.generate([], []) == []
+
+
+def test_beam_search_returns_the_best_beams_best_first(backend):
+    beams = misstep.Sampling(max_new_tokens=12, num_beams=4)
+    replies = backend.generate_n([conversation(q) for q in QUESTIONS], [beams] * 3, 3)
+    assert [len(r) for r in replies] == [3, 3, 3]
+    assert replies == backend.generate_n([conversation(q) for q in QUESTIONS], [beams] * 3, 3)  # deterministic
+    assert [r[0] for r in replies] == backend.generate([conversation(q) for q in QUESTIONS], [beams] * 3)
+    model, tokenizer = backend.load()
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": f"Question: {QUESTIONS[0]}"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    direct = model.generate(**prompt, max_new_tokens=12, num_beams=4, num_return_sequences=3, do_sample=False,
+                            pad_token_id=tokenizer.pad_token_id)
+    assert replies[0] == tokenizer.batch_decode(direct[:, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    with pytest.raises(misstep.ComponentError, match="5 replies asked of a beam search 4 wide"):
+        backend.generate_n([conversation("1?")], [beams], 5)
+
+
+def test_several_samples_per_conversation_are_seeded(backend):
+    hot = misstep.Sampling(temperature=1.0, max_new_tokens=12, seed=3)
+    replies = backend.generate_n([conversation(q) for q in QUESTIONS[:2]], [hot] * 2, 4)
+    assert [len(r) for r in replies] == [4, 4]
+    assert replies == backend.generate_n([conversation(q) for q in QUESTIONS[:2]], [hot] * 2, 4)
+    assert len({text for group in replies for text in group}) > 2

@@ -183,3 +183,15 @@ def test_collect_through_a_real_transformers_server(transformers_server, tmp_pat
     assert run.outputs["collect"]["count"] == len(trajectories) == 6
     assert all(t.verdict is not None and t.provenance.model == model for t in trajectories)
     assert all(t.messages[t.prompt_len].role == "assistant" for t in trajectories)
+
+
+def test_several_replies_are_seeded_samples_and_beam_search_is_refused(serve):
+    endpoint, url = serve([(200, "Action: finish[1]")])
+    replies = backend(url).generate_n([CONVERSATION, CONVERSATION], [misstep.Sampling(temperature=0.7, seed=10)] * 2, 3)
+    assert replies == [["Action: finish[1]"] * 3] * 2
+    assert sorted(r["seed"] for r in endpoint.requests) == [10, 10, 11, 11, 12, 12]
+    with pytest.raises(misstep.ComponentError, match="`openai` backend cannot beam search.*`hf` backend"):
+        backend(url).generate_n([CONVERSATION], [misstep.Sampling(num_beams=4)], 2)
+    with pytest.raises(misstep.ComponentError, match="cannot beam search"):
+        backend(url).generate([CONVERSATION], [misstep.Sampling(num_beams=4)])
+    assert len(endpoint.requests) == 6  # refused before any request

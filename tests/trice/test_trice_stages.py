@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 import misstep
+from misstep.backends.hf import HFBackend
+from misstep_trice.prompts import StudentPrompt
+from misstep_trice.rank import PoolEntry
 from misstep_trice.stage1 import Decision
 from trice_components import Scripted
 
@@ -218,3 +221,53 @@ def test_retrieval_qa_stage1_and_evaluation_read_the_passages(tasks_file, run, t
     assert rows["cairo"]["prediction"] == "The Danube." and not rows["cairo"]["correct"]
     outputs = result.outputs["trice-evaluate"]
     assert outputs["accuracy"] == pytest.approx(2 / 3) and outputs["tool_use_rate"] == pytest.approx(2 / 3)
+
+
+def test_rank_pools_the_best_beams_of_a_model(tasks_file, run, tiny_model) -> None:
+    recipe = stage1_recipe(tasks_file(QUESTIONS[:2])) + f"""
+      - use: trice-rank
+        name: rank
+        tasks: stage1
+        max_new_tokens: 8
+        sources:
+          - {{source: target}}
+          - {{source: generate, model: {{path: {tiny_model}}}, num_beams: 3, samples: 3, label: beams}}
+    """
+    result = run(recipe)
+    pool = list(misstep.read_jsonl(result.dir / "rank" / "pool-1.jsonl", PoolEntry))
+    backend = HFBackend(HFBackend.Options(model=misstep.ModelSpec(path=str(tiny_model)), device="cpu"))
+    prompt = StudentPrompt()
+    expected = backend.generate_n([prompt.render(q["question"]) for q in QUESTIONS[:2]],
+                                  [misstep.Sampling(max_new_tokens=8, num_beams=3)] * 2, 3)
+    assert [(e.task_id, e.origin, e.response) for e in pool] == [
+        (q["id"], "beams", text) for q, texts in zip(QUESTIONS[:2], expected) for text in texts]
+    ranked = list(misstep.read_jsonl(result.dir / result.outputs["rank"]["examples"]["path"], misstep.RankedExample))
+    assert [len(r.candidates) for r in ranked] == [4, 4]  # gold + 3 beams
+
+
+def test_a_beam_pool_cannot_return_more_than_its_beams(tasks_file, run) -> None:
+    recipe = stage1_recipe(tasks_file(QUESTIONS)) + """
+      - use: trice-rank
+        tasks: stage1
+        sources: [{source: generate, num_beams: 2, samples: 3}]
+    """
+    with pytest.raises(misstep.RecipeError, match=r"samples \(3\) must not exceed num_beams \(2\)"):
+        run(recipe)
+
+
+def test_evaluate_decodes_with_beam_search_when_asked(tasks_file, run, tiny_model) -> None:
+    tasks = tasks_file(QUESTIONS[:2])
+    result = run(f"""
+    name: evaluate
+    stages:
+      - use: trice-evaluate
+        tasks: [{{use: jsonl, path: {tasks}, dataset: a}}]
+        model: {{path: {tiny_model}}}
+        max_new_tokens: 8
+        num_beams: 3
+    """)
+    results = [json.loads(line) for line in (result.dir / "trice-evaluate" / "results.jsonl").read_text().splitlines()]
+    backend = HFBackend(HFBackend.Options(model=misstep.ModelSpec(path=str(tiny_model)), device="cpu"))
+    beams = backend.generate([StudentPrompt().render(q["question"]) for q in QUESTIONS[:2]],
+                             [misstep.Sampling(max_new_tokens=8, num_beams=3)] * 2)
+    assert [row["response"] for row in results] == beams

@@ -1,7 +1,8 @@
 """The ``hf`` backend: an in-process transformers model (local folder, GGUF file or alias).
 
 Requests with the same sampling settings share one ``generate`` call (left padding, KV cache, stop
-strings that end each row on its own); the model loads on first use, in bf16 on a GPU.
+strings that end each row on its own; sampling or beam search, one or several replies per request);
+the model loads on first use, in bf16 on a GPU.
 """
 
 from __future__ import annotations
@@ -67,8 +68,17 @@ class HFBackend(Backend["HFBackend.Options"]):
         return self._model, self._tokenizer
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+        return [replies[0] for replies in self.generate_n(conversations, sampling, 1)]
+
+    def generate_n(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+                   n: int) -> list[list[str]]:
+        """``n`` replies per conversation from one ``generate`` call per chunk: samples, or the ``n`` best beams."""
         if len(conversations) != len(sampling):
             raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
+        for params in sampling:
+            if params.num_beams > 1 and n > params.num_beams:
+                raise ComponentError(f"{n} replies asked of a beam search {params.num_beams} wide; "
+                                     "raise `num_beams:` to at least the number of replies")
         model, tokenizer = self.load()
         prompts = [
             tokenizer.apply_chat_template(
@@ -86,23 +96,24 @@ class HFBackend(Backend["HFBackend.Options"]):
             if limit is not None and len(ids[index]) >= limit:
                 too_long += 1
             else:
-                groups[(params.temperature, params.top_p, params.max_new_tokens, params.stop)].append(index)
+                groups[(params.temperature, params.top_p, params.max_new_tokens, params.stop, params.num_beams)].append(index)
         if too_long:
             warnings.warn(f"{too_long} conversations fill the context of {self.model_name!r} ({limit} tokens); they "
                           "get an empty reply (an action error). Lower `max_turns:` or `max_new_tokens:`", stacklevel=2)
-        replies = [""] * len(prompts)
-        size = self.options.batch_size
+        replies = [[""] * n for _ in prompts]
         for indices in groups.values():
             indices.sort(key=lambda i: len(ids[i]))  # similar lengths together: less padding
+            params = sampling[indices[0]]
+            size = max(1, self.options.batch_size // max(n, params.num_beams))  # rows in flight, beams included
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
-                texts = self._generate([ids[i] for i in chunk], sampling[chunk[0]], [sampling[i].seed for i in chunk])
-                for index, text in zip(chunk, texts):
-                    replies[index] = text
+                texts = self._generate([ids[i] for i in chunk], params, [sampling[i].seed for i in chunk], n)
+                for row, index in enumerate(chunk):
+                    replies[index] = texts[row * n : (row + 1) * n]
         return replies
 
-    def _generate(self, ids: list[list[int]], params: Sampling, seeds: list[int | None]) -> list[str]:
-        """One ``generate`` call for tokenized prompts that share ``params`` (each fits the context)."""
+    def _generate(self, ids: list[list[int]], params: Sampling, seeds: list[int | None], n: int) -> list[str]:
+        """One ``generate`` call for tokenized prompts that share ``params``: ``n`` replies per prompt, in order."""
         import torch
         from transformers import GenerationConfig
 
@@ -110,13 +121,15 @@ class HFBackend(Backend["HFBackend.Options"]):
         encoded = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
         length = encoded["input_ids"].shape[1]
         limit = getattr(model.config, "max_position_embeddings", None)
-        sample = params.temperature > 0
+        sample = params.temperature > 0 and params.num_beams == 1
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens if limit is None else min(params.max_new_tokens, limit - length),
             do_sample=sample,
             temperature=params.temperature if sample else None,
             top_p=params.top_p if sample else None,
             top_k=None,
+            num_beams=params.num_beams,
+            num_return_sequences=n,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
             stop_strings=list(params.stop) or None,

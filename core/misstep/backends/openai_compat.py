@@ -46,6 +46,7 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
         if len(conversations) != len(sampling):
             raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
+        self.refuse_beam_search(sampling)
         if not conversations:
             return []
         return _run(self._generate_all(conversations, sampling))

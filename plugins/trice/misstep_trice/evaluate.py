@@ -58,6 +58,7 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
         reader_prompt: str = Field(default="{observation}\n{question}",
                                    description="the question turn when reading an observation")
         max_new_tokens: int = Field(default=128, gt=0)
+        num_beams: int = Field(default=1, gt=0, description="1: greedy decoding; > 1: beam search (hf backend)")
         batch_size: int = Field(default=64, gt=0)
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
@@ -68,7 +69,8 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
         backend = ctx.backend(opts.backend, ctx.model_of(opts.model))
         tools = build_tools(opts.tools)
         verifier = opts.verifier.build()
-        greedy = misstep.Sampling(temperature=0.0, max_new_tokens=opts.max_new_tokens, seed=ctx.seed)
+        greedy = misstep.Sampling(temperature=0.0, max_new_tokens=opts.max_new_tokens, seed=ctx.seed,
+                                  num_beams=opts.num_beams)
         try:
             conversations = [opts.prompt.render(task.question) for task in tasks]
             responses = _flat(generate(ctx, backend, conversations, [greedy] * len(tasks),

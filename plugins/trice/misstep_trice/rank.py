@@ -4,7 +4,7 @@ Candidates for each question come from a list of pool sources, in order:
 
 - ``{source: target}``: the stage-I targets (the "gold" candidate; default: the ``tasks`` stage's examples);
 - ``{source: generate}``: a backend (a teacher API) or a model (the stage-I model from its train stage),
-  ``samples`` responses per question at ``temperature``;
+  ``samples`` responses per question at ``temperature``, or its ``samples`` best beams (``num_beams``);
 - ``{source: file, path: ...}``: JSON Lines with a question id and a response per line.
 
 k may differ per question (a file may hold several responses for one question, or none). Each pool is
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import misstep
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from misstep_trice.execution import build_tools, execute
 from misstep_trice.generation import generate, read_tasks
@@ -64,8 +64,17 @@ class GeneratePool(BaseModel):
     samples: int = Field(default=1, gt=0, description="responses per question")
     temperature: float = Field(default=0.7, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
+    num_beams: int = Field(default=1, gt=0, description="> 1: beam search (hf backend), the `samples` best beams "
+                           "of one search per question instead of samples")
     shots: list[Shot] = Field(default_factory=list, description="worked examples shown as earlier turns")
     label: str = Field(default="", description="name of this pool in the candidates' metadata")
+
+    @model_validator(mode="after")
+    def _beams_hold_the_samples(self) -> GeneratePool:
+        if self.num_beams > 1 and self.samples > self.num_beams:
+            raise ValueError(f"samples ({self.samples}) must not exceed num_beams ({self.num_beams}): "
+                             "a beam search returns at most num_beams responses")
+        return self
 
 
 class FilePool(BaseModel):
@@ -183,20 +192,18 @@ class RankStage(misstep.Stage["RankStage.Options"]):
         shots = [m for shot in source.shots for m in (
             *self.options.prompt.render(shot.question),
             misstep.Message(role="assistant", content=shot.output))]
-        requests = [(task, sample) for task in tasks for sample in range(source.samples)]
-        conversations = [shots + self.options.prompt.render(task.question) for task, _ in requests]
-        sampling = [misstep.Sampling(temperature=source.temperature, top_p=source.top_p,
-                                     max_new_tokens=self.options.max_new_tokens, seed=ctx.seed + sample)
-                    for _, sample in requests]
+        conversations = [shots + self.options.prompt.render(task.question) for task in tasks]
+        params = misstep.Sampling(temperature=source.temperature, top_p=source.top_p, num_beams=source.num_beams,
+                                  max_new_tokens=self.options.max_new_tokens, seed=ctx.seed)
         backend = ctx.backend(source.backend, model)
         try:
-            responses = [text for batch in generate(ctx, backend, conversations, sampling,
+            responses = [text for batch in generate(ctx, backend, conversations, [params] * len(tasks), n=source.samples,
                                                     batch_size=self.options.batch_size, desc=f"pool {origin}")
                          for text in batch]
         finally:
             backend.close()
-        return [PoolEntry(task_id=task.id, origin=origin, response=text)
-                for (task, _), text in zip(requests, responses)]
+        requests = [task for task in tasks for _ in range(source.samples)]
+        return [PoolEntry(task_id=task.id, origin=origin, response=text) for task, text in zip(requests, responses)]
 
 
 def _from_file(source: FilePool) -> list[PoolEntry]:
