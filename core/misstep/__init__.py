@@ -38,7 +38,7 @@ from misstep.errors import (
     RecipeError,
 )
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import JsonlAppender, read_jsonl, write_jsonl
+from misstep.jsonl import JsonlAppender, iter_json_rows, read_jsonl, write_jsonl
 from misstep.models import resolve_model, trained_spec
 from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PromptTemplate
@@ -65,6 +65,6 @@ __all__ = [
     "PluginError", "Plugins", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter", "ReformatterRef",
     "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef", "Tool",
     "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan", "get_plugins",
-    "dump_recipe", "hookimpl", "load_recipe", "read_jsonl", "run_recipe", "validate_recipe", "write_jsonl",
+    "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "read_jsonl", "run_recipe", "validate_recipe", "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
 ]

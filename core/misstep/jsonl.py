@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -110,3 +110,34 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def iter_json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for a JSONL file, or (index + 1, object) for a file holding one JSON list."""
+    if not path.exists():
+        raise DataError("file not found", path=path)
+    with path.open(encoding="utf-8") as handle:
+        first = handle.read(1)
+        while first and first.isspace():
+            first = handle.read(1)
+        handle.seek(0)
+        if first == "[":
+            try:
+                items = json.load(handle)
+            except json.JSONDecodeError as error:
+                raise DataError(f"not valid JSON: {error.msg}", path=path, line=error.lineno) from None
+            for index, item in enumerate(items, start=1):
+                if not isinstance(item, dict):
+                    raise DataError(f"item {index} is not an object", path=path)
+                yield index, item
+            return
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"not valid JSON: {error.msg}", path=path, line=number) from None
+            if not isinstance(row, dict):
+                raise DataError("expected a JSON object", path=path, line=number)
+            yield number, row

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from misstep.builtin.files import iter_json_rows
+from misstep.jsonl import iter_json_rows
 from misstep.builtin.verifiers import parse_number, yes_no
 from misstep.components import Options, TaskLoader
 from misstep.datamodel import Answer, Task

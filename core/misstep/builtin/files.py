@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from misstep.components import Options, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import read_jsonl
+from misstep.jsonl import iter_json_rows, read_jsonl
 
 
 class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
@@ -50,37 +49,6 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
                 metadata={k: v for k, v in row.items() if k not in {opts.question, opts.answer, opts.id}},
             )
             count += 1
-
-
-def iter_json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for a JSONL file, or (index + 1, object) for a file holding one JSON list."""
-    if not path.exists():
-        raise DataError("file not found", path=path)
-    with path.open(encoding="utf-8") as handle:
-        first = handle.read(1)
-        while first and first.isspace():
-            first = handle.read(1)
-        handle.seek(0)
-        if first == "[":
-            try:
-                items = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise DataError(f"not valid JSON: {error.msg}", path=path, line=error.lineno) from None
-            for index, item in enumerate(items, start=1):
-                if not isinstance(item, dict):
-                    raise DataError(f"item {index} is not an object", path=path)
-                yield index, item
-            return
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"not valid JSON: {error.msg}", path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", path=path, line=number)
-            yield number, row
 
 
 class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):

@@ -69,23 +69,16 @@ class Index:
 
 
 def read_passages(path: Path, text_field: str, title_field: str | None) -> list[Passage]:
-    """Passages of a JSONL corpus; a bad line is a DataError naming it."""
+    """Passages of a JSONL (or JSON list) corpus; a bad line is a DataError naming it."""
     if not path.is_file():
         raise misstep.DataError("corpus file not found; set `corpus:` to a JSON Lines file of passages", path=path)
     passages = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise misstep.DataError(f"not valid JSON: {error.msg}", path=path, line=number) from None
-            if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-                raise misstep.DataError(f"expected an object with a text field {text_field!r}; set `text:` to the "
-                                        "field holding the passage", path=path, line=number)
-            title = row.get(title_field) if title_field else None
-            passages.append(Passage(row[text_field], str(title) if title is not None else ""))
+    for number, row in misstep.iter_json_rows(path):
+        if not isinstance(row.get(text_field), str):
+            raise misstep.DataError(f"expected an object with a text field {text_field!r}; set `text:` to the "
+                                    "field holding the passage", path=path, line=number)
+        title = row.get(title_field) if title_field else None
+        passages.append(Passage(row[text_field], str(title) if title is not None else ""))
     if not passages:
         raise misstep.DataError("the corpus holds no passages", path=path)
     return passages

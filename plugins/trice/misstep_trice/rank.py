@@ -207,22 +207,13 @@ class RankStage(misstep.Stage["RankStage.Options"]):
 
 
 def _from_file(source: FilePool) -> list[PoolEntry]:
-    if not source.path.is_file():
-        raise misstep.DataError("file not found", path=source.path)
-    entries = []
     origin = source.label or source.path.stem
-    with source.path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                entries.append(PoolEntry(task_id=str(row[source.id]), origin=origin, response=str(row[source.response])))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise misstep.DataError(
-                    f"expected a JSON object with {source.id!r} and {source.response!r} ({type(error).__name__}: "
-                    f"{error}); set `id:` and `response:` to the file's field names", path=source.path, line=number
-                ) from None
+    entries = []
+    for number, row in misstep.iter_json_rows(source.path):
+        if not isinstance(row.get(source.id), str | int) or source.response not in row:
+            raise misstep.DataError(f"expected a JSON object with {source.id!r} and {source.response!r}; set `id:` "
+                                    "and `response:` to the file's field names", path=source.path, line=number)
+        entries.append(PoolEntry(task_id=str(row[source.id]), origin=origin, response=str(row[source.response])))
     return entries
 
 
