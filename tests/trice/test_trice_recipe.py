@@ -164,3 +164,55 @@ def test_two_stage_math_recipe_end_to_end(teacher_url, tmp_path: Path, tasks_fil
     for name in ("eval-base", "eval-stage1", "eval-stage2"):
         assert f"| {name} | all |" in report
     assert out["trice-report"]["tool_use_rate"]["eval-stage1"] == out["eval-stage1"]["tool_use_rate"]
+
+
+QA = [
+    ("Who wrote Hamlet?", ["William Shakespeare", "Shakespeare"], "Hamlet author"),
+    ("What is the capital of France?", ["Paris"], "capital of France"),
+    ("Which river flows through Cairo?", ["Nile"], "Cairo river"),
+    ("Who painted the Mona Lisa?", ["Leonardo da Vinci"], "Mona Lisa painter"),
+]
+PASSAGES = [
+    {"title": "Hamlet", "text": "Hamlet is a tragedy written by William Shakespeare around 1600."},
+    {"title": "Paris", "text": "Paris is the capital and largest city of France."},
+    {"title": "Cairo", "text": "Cairo lies on the banks of the Nile."},
+    {"title": "Mona Lisa", "text": "The Mona Lisa is a portrait painted by Leonardo da Vinci."},
+]
+
+
+def test_retrieval_qa_recipe_end_to_end(tiny_model, tmp_path: Path, tasks_file, plugins, monkeypatch) -> None:
+    """recipes/trice-qa.yaml as shipped, with the local corpus, a tiny student and scripted teachers."""
+    monkeypatch.setenv("MISSTEP_CACHE", str(tmp_path / "cache"))
+    tasks = tasks_file([{"id": f"q{i}", "question": q, "answer": a} for i, (q, a, _) in enumerate(QA)], "qa.jsonl")
+    corpus = tasks_file(PASSAGES, "passages.jsonl")
+    calls = {q.rstrip("?"): f"search({term})" for q, _, term in QA}
+    calls["Cairo"] = "search(Danube)"  # a call whose passages miss the answer: dropped in stage I
+
+    def flow(value: object) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+
+    teacher = flow({"use": "trice-scripted", "replies": calls})
+    test_set = flow([{"use": "jsonl", "path": str(tasks), "dataset": "qa"}])
+    overrides = [
+        f"model.path={tiny_model}", "model.lora.target_modules=all-linear",
+        f"stages.train-tasks.tasks={test_set}",
+        *(f"stages.{name}.tasks={test_set}" for name in ("eval-base", "eval-stage1", "eval-stage2")),
+        f"stages.eval-base.tools.0.corpus={corpus}",  # an anchor: every stage searches this corpus
+        *(f"stages.{name}.max_new_tokens=12" for name in ("eval-base", "eval-stage1", "eval-stage2", "stage1", "rank")),
+        f"stages.stage1.teacher={teacher}", f"stages.rank.sources.1.backend={teacher}",
+        "stages.train-stage1.epochs=1", "stages.train-stage1.batch_size=2", "stages.train-stage1.gradient_accumulation=1",
+        "stages.train-stage2.epochs=1", "stages.train-stage2.batch_size=2", "stages.train-stage2.gradient_accumulation=1",
+    ]
+    recipe = misstep.load_recipe(RECIPES / "trice-qa.yaml", overrides, plugins=plugins)
+    run = misstep.run_recipe(recipe, run_dir=tmp_path / "run", plugins=plugins, quiet=True)
+    out = run.outputs
+    assert out["stage1"]["outcomes"] == {"teacher": 3, "wrong-call": 1}  # the random student is never right
+    ranked = list(misstep.read_jsonl(run.dir / out["rank"]["examples"]["path"], misstep.RankedExample))
+    by_id = {r.id: [c.metadata["origin"] for c in r.candidates] for r in ranked}
+    assert by_id["q0"] == ["gold", "teacher", "stage1-model", "stage1-model", "base-model"]
+    assert by_id["q2"] == ["teacher", "stage1-model", "stage1-model", "base-model"]  # no gold for the dropped call
+    assert out["train-stage2"]["steps"] == 2
+    for name in ("eval-base", "eval-stage1", "eval-stage2"):
+        results = list(misstep.read_jsonl(run.dir / out[name]["results"]["path"], Result))
+        assert len(results) == len(QA) and {"accuracy", "tool_use_rate"} <= set(out[name])
+    assert "| eval-stage2 | all |" in (run.dir / out["trice-report"]["table"]["path"]).read_text()
