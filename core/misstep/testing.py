@@ -1,7 +1,8 @@
 """Tiny models for tests and quick runs: a Llama-style model and a tokenizer trained here, in seconds.
 
 ``build_tiny_model(folder)`` writes a complete model folder (config, weights, tokenizer with a chat
-template) that every misstep component loads like any other local model; ``served(folder, log)``
+template) that every misstep component loads like any other local model; ``teach(folder, pairs)``
+fine-tunes it to give chosen replies; ``served(folder, log)``
 runs ``transformers serve`` on it for the ``openai`` backend. Plugin authors use both in their own
 tests: nothing is downloaded.
 """
@@ -15,11 +16,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+from misstep.datamodel import Message
 from misstep.errors import MisstepError
 
 ChatTemplate = Literal["chatml", "llama2"]
@@ -129,6 +131,43 @@ def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", h
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
     (folder / "misstep-tiny.json").write_text(json.dumps({"template": template, "seed": seed}) + "\n")
+    return folder
+
+
+def teach(folder: Path, pairs: Sequence[tuple[Sequence[Message], str]], *, steps: int = 150,
+          learning_rate: float = 3e-3) -> Path:
+    """Fine-tune the model in ``folder`` (all weights, plain torch) until it answers each conversation of
+    ``pairs`` with its reply; saved in place. Makes a tiny random model answer the way a test needs (a teacher
+    that writes tool calls, a student with varied replies)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    rows = []
+    for conversation, reply in pairs:
+        prompt = tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in conversation],
+                                               tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(reply + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        rows.append((prompt_ids, reply_ids))
+    length = max(len(p) + len(r) for p, r in rows)
+    ids = torch.full((len(rows), length), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), length), -100)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for row, (prompt_ids, reply_ids) in enumerate(rows):
+        end = len(prompt_ids) + len(reply_ids)
+        ids[row, :end] = torch.tensor(prompt_ids + reply_ids)
+        labels[row, len(prompt_ids):end] = torch.tensor(reply_ids)
+        mask[row, :end] = 1
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    for _ in range(steps):
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(folder)
     return folder
 
 

@@ -1,13 +1,15 @@
-"""The ``hf`` backend on the tiny local model: batching with left padding, stop strings, sampling, limits."""
+"""The ``hf`` backend on a tiny local model taught a ReAct reply per question: batching with left padding,
+stop strings, sampling, beam search, limits."""
 
 from __future__ import annotations
 
-import re
+import shutil
 
 import pytest
 
 import misstep
 from misstep.backends.hf import HFBackend
+from misstep.testing import teach
 
 
 def conversation(question):
@@ -15,12 +17,22 @@ def conversation(question):
 
 
 QUESTIONS = ["2+3?", "How many apples does Tom have after buying three bags of twelve?", "1?"]
+REPLIES = ["Thought: add\nAction: calculator[2+3]", "Thought: three bags\nAction: calculator[3*12]",
+           "Thought: it is one\nAction: finish[1]"]
 GREEDY = misstep.Sampling(temperature=0.0, max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")
-def backend(tiny_model):
-    hf = HFBackend(HFBackend.Options(model=misstep.ModelSpec(path=str(tiny_model)), device="cpu"))
+def model(tiny_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("taught") / "model"
+    shutil.copytree(tiny_model, folder)
+    return teach(folder, [(conversation(q), reply) for q, reply in zip(QUESTIONS, REPLIES)], steps=120,
+                 learning_rate=0.01)
+
+
+@pytest.fixture(scope="module")
+def backend(model):
+    hf = HFBackend(HFBackend.Options(model=misstep.ModelSpec(path=str(model)), device="cpu"))
     yield hf
     hf.close()
 
@@ -28,8 +40,7 @@ def backend(tiny_model):
 def test_a_batch_with_left_padding_gives_what_each_conversation_gives_alone(backend):
     together = backend.generate([conversation(q) for q in QUESTIONS], [GREEDY] * 3)
     alone = [backend.generate([conversation(q)], [GREEDY])[0] for q in QUESTIONS]
-    assert together == alone
-    assert all(together)
+    assert together == alone == REPLIES  # the end-of-turn token ends each reply
 
 
 def test_max_new_tokens_bounds_each_reply(backend):
@@ -39,15 +50,11 @@ def test_max_new_tokens_bounds_each_reply(backend):
 
 
 def test_each_row_stops_at_its_stop_string(backend):
-    full = backend.generate([conversation(q) for q in QUESTIONS], [GREEDY] * 3)
-    words = re.findall(r"[A-Za-z]{2,}", full[1])
-    if not words:
-        pytest.skip(f"the tiny model's greedy reply holds no word to stop at: {full[1]!r}")
-    stop = words[0]
-    stopping = misstep.Sampling(temperature=0.0, max_new_tokens=24, stop=(stop,))
+    stopping = misstep.Sampling(temperature=0.0, max_new_tokens=24, stop=("\nAction:", "[3"))
     cut = backend.generate([conversation(q) for q in QUESTIONS], [stopping] * 3)
-    assert cut == [text[: text.index(stop)] if stop in text else text for text in full]
-    assert stop not in cut[1]
+    assert cut == ["Thought: add", "Thought: three bags", "Thought: it is one"]
+    calls = backend.generate([conversation(q) for q in QUESTIONS], [misstep.Sampling(stop=("[3",))] * 3)
+    assert calls == [REPLIES[0], "Thought: three bags\nAction: calculator", REPLIES[2]]
 
 
 def test_sampling_is_seeded_and_groups_by_settings(backend):
@@ -68,8 +75,8 @@ def test_a_conversation_beyond_the_context_gets_an_empty_reply(backend):
     assert replies[0] == "" and replies[1]
 
 
-def test_the_model_name_is_the_spec_path(backend, tiny_model):
-    assert backend.model_name == str(tiny_model)
+def test_the_model_name_is_the_spec_path(backend, model):
+    assert backend.model_name == str(model)
     assert backend.generate([], []) == []
 
 
@@ -90,7 +97,7 @@ def test_beam_search_returns_the_best_beams_best_first(backend):
 
 
 def test_several_samples_per_conversation_are_seeded(backend):
-    hot = misstep.Sampling(temperature=1.0, max_new_tokens=12, seed=3)
+    hot = misstep.Sampling(temperature=4.0, max_new_tokens=12, seed=3)  # hot: the taught model is sure
     replies = backend.generate_n([conversation(q) for q in QUESTIONS[:2]], [hot] * 2, 4)
     assert [len(r) for r in replies] == [4, 4]
     assert replies == backend.generate_n([conversation(q) for q in QUESTIONS[:2]], [hot] * 2, 4)

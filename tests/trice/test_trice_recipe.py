@@ -15,10 +15,9 @@ from pathlib import Path
 import misstep
 import pytest
 import yaml
-from misstep.testing import served
+from misstep.testing import served, teach
 from misstep_trice.evaluate import Result
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
-from trice_components import teach
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
