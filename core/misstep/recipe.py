@@ -19,11 +19,12 @@ import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -89,6 +90,14 @@ VerifierRef = _ref_type("verifier", "A verifier.")
 ReformatterRef = _ref_type("reformatter", "A reformatter.")
 LossRef = _ref_type("loss", "A loss.")
 BackendRef = _ref_type("backend", "A generation backend.")
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, dict | str) else value
+
+
+TaskRefs = Annotated[list[TaskRef], BeforeValidator(_listed), Field(min_length=1)]
+"""One or more task loaders: a single ``{use: ...}`` (or a bare name) counts as a list of one."""
 
 
 class StageRef(Ref):

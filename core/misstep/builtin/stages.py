@@ -14,7 +14,7 @@ from misstep.components import Options, Stage
 from misstep.datamodel import Task, Trajectory
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import read_jsonl, write_jsonl
-from misstep.recipe import ReformatterRef, SourceRef, StageInput, TaskRef, dump_recipe
+from misstep.recipe import ReformatterRef, SourceRef, StageInput, TaskRefs, dump_recipe
 from misstep.stages import StageContext
 
 
@@ -34,16 +34,9 @@ class TasksStage(Stage["TasksStage.Options"]):
     name = "tasks"
 
     class Options(Options):
-        tasks: list[TaskRef] = Field(min_length=1)
+        tasks: TaskRefs
         limit: int | None = Field(default=None, gt=0)
         shuffle: bool = False
-
-        @model_validator(mode="before")
-        @classmethod
-        def _one_or_many(cls, data: Any) -> Any:
-            if isinstance(data, dict) and isinstance(data.get("tasks"), (dict, str)):
-                data = {**data, "tasks": [data["tasks"]]}
-            return data
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         tasks = load_tasks(self.options.tasks, limit=self.options.limit, shuffle=self.options.shuffle, seed=ctx.seed)

@@ -42,7 +42,7 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
     name = "trice-evaluate"
 
     class Options(misstep.Options):
-        tasks: list[misstep.TaskRef] = Field(min_length=1, description="test task loaders")
+        tasks: misstep.TaskRefs = Field(description="test task loaders")
         limit: int | None = Field(default=None, gt=0, description="first N tasks of each loader")
         model: Annotated[str | misstep.ModelSpec | None, misstep.StageInput()] = Field(
             default=None, description="an earlier stage whose `model` output to evaluate, or a model {path: ...}; "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import misstep
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_tripost.families import Family, family_of
 from misstep_tripost.text import FEEDBACK, parse_feedback, question_prompt, split_turns
@@ -125,7 +125,7 @@ class EvaluateStage(misstep.Stage["EvaluateStage.Options"]):
     name = "tripost-evaluate"
 
     class Options(misstep.Options):
-        tasks: list[misstep.TaskRef] = Field(min_length=1)
+        tasks: misstep.TaskRefs
         limit: int | None = Field(default=None, gt=0)
         model: Annotated[str | None, misstep.StageInput()] = Field(
             default=None, description="an earlier stage whose `model` output to evaluate (default: the recipe's model)")
@@ -134,13 +134,6 @@ class EvaluateStage(misstep.Stage["EvaluateStage.Options"]):
         max_attempts: int = Field(default=10, gt=0)
         max_new_tokens: int = Field(default=1024, gt=0)
         batch_size: int = Field(default=64, gt=0)
-
-        @model_validator(mode="before")
-        @classmethod
-        def _one_or_many(cls, data: Any) -> Any:
-            if isinstance(data, dict) and isinstance(data.get("tasks"), (dict, str)):
-                data = {**data, "tasks": [data["tasks"]]}
-            return data
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         opts = self.options
