@@ -1,11 +1,13 @@
 """Fixtures for every test folder: a fresh plugin manager per test, one tiny local model per session, a
-recipe writer."""
+recipe writer and a JSON Lines writer."""
 
 from __future__ import annotations
 
+import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from misstep.plugins import reset_plugins
@@ -32,6 +34,18 @@ def write_recipe(tmp_path: Path) -> Callable[[str], Path]:
     def write(text: str, name: str = "recipe.yaml") -> Path:
         path = tmp_path / name
         path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write rows (tasks, passages, ...) as JSON Lines into ``tmp_path``; returns the path."""
+
+    def write(rows: Sequence[dict[str, Any]], name: str = "tasks.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
         return path
 
     return write

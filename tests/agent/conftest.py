@@ -1,10 +1,6 @@
-"""Fixtures for the agent runtime tests: plugins with the test components, a tiny local model, files."""
+"""Fixtures for the agent runtime tests: plugins with the test components."""
 
 from __future__ import annotations
-
-import json
-from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import misstep
 import pytest
@@ -21,15 +17,3 @@ def plugins() -> misstep.Plugins:
     manager = misstep.Plugins(entry_points=False)
     manager.add(AgentTestPlugin(), "agent-test")
     return manager
-
-
-@pytest.fixture
-def tasks_file(tmp_path: Path) -> Callable[[Sequence[dict]], Path]:
-    def write(rows: Sequence[dict], name: str = "tasks.jsonl") -> Path:
-        path = tmp_path / name
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        return path
-
-    return write
-
-

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,6 @@ def plugins() -> misstep.Plugins:
     manager.add(misstep_trice.plugin, "trice")
     manager.add(TriceTestPlugin(), "trice-test")
     return manager
-
-
-@pytest.fixture
-def tasks_file(tmp_path: Path) -> Callable[..., Path]:
-    def write(rows: Sequence[dict[str, Any]], name: str = "tasks.jsonl") -> Path:
-        path = tmp_path / name
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        return path
-
-    return write
 
 
 @pytest.fixture

@@ -33,13 +33,11 @@ def test_compose(solution: str, formula: str | None) -> None:
     assert compose(solution) == formula
 
 
-def test_the_backend_answers_the_teacher_and_the_student_prompt(tmp_path: Path) -> None:
-    path = tmp_path / "gsm8k.jsonl"
+def test_the_backend_answers_the_teacher_and_the_student_prompt(tasks_file) -> None:
     rows = [{"question": "Natalia sold clips ... altogether?", "answer": NATALIA},
             {"question": "How much does Betty need?", "answer": BETTY},
             {"question": "Plain?", "answer": "Nothing to compute.\n#### 3"}]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    teacher = Gsm8kCalls(Gsm8kCalls.Options(path=path))
+    teacher = Gsm8kCalls(Gsm8kCalls.Options(path=tasks_file(rows, "gsm8k.jsonl")))
     asked = [
         TeacherPrompt().render(misstep.Task(id="n", question=rows[0]["question"], answer="72")),  # shots before it
         StudentPrompt().render(rows[1]["question"]),
