@@ -1,4 +1,5 @@
-"""Training in two CPU processes (torchrun, gloo): plain DDP and DeepSpeed ZeRO-3 match one process.
+"""Training in two CPU processes (torchrun, gloo): plain DDP and DeepSpeed ZeRO-3, full weights and LoRA,
+match one process.
 
 Every example is the same conversation, so each step's gradient is the same however the batch is
 split across ranks: two ranks with half the batch each must end at the same weights as one process.
@@ -67,3 +68,28 @@ class OnlyHere:
     @misstep.hookimpl
     def register_losses(self, register):  # type: ignore[no-untyped-def]
         register(OnlyHereLoss)
+
+
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
+
+
+def adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("deepspeed", [None, "zero3"], ids=["ddp", "deepspeed-zero3"])
+def test_lora_in_two_processes_trains_like_one(deepspeed: str | None, tiny_model: Path, tmp_path: Path,
+                                               reference: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    examples, _ = reference
+    one = run_recipe(recipe(tiny_model, examples, train_stage(batch_size=4), lora=LORA), run_dir=tmp_path / "one",
+                     quiet=True)
+    two = run_recipe(recipe(tiny_model, examples, train_stage(batch_size=2, processes=2, deepspeed=deepspeed),
+                            lora=LORA), run_dir=tmp_path / "two", quiet=True)
+    expected = adapter_weights(one.dir / "train" / "model")
+    weights = adapter_weights(two.dir / "train" / "model")
+    assert weights.keys() == expected.keys() and any("lora_B" in key for key in weights)
+    assert any(key.endswith("lora_B.weight") and weights[key].abs().sum() > 0 for key in weights)  # trained
+    for key in weights:
+        torch.testing.assert_close(weights[key], expected[key], atol=2e-5, rtol=1e-4, msg=key)
