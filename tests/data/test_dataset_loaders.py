@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import misstep
-
-SHARED = Path("/work/shared/data")
-
+import pytest
+from shared_data import SHARED_DATA
 
 def load(name: str, path: Path, **options: object) -> list[misstep.Task]:
     return list(misstep.get_plugins().create("task", name, {"path": str(path), **options}).load())
@@ -82,10 +79,10 @@ SHARED_FILES = [
 ]
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared reference data is absent")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared reference data is absent")
 @pytest.mark.parametrize(("name", "file", "count"), SHARED_FILES)
 def test_shared_data_loads_with_the_right_counts(name: str, file: str, count: int) -> None:
-    tasks = load(name, SHARED / file)
+    tasks = load(name, SHARED_DATA / file)
     assert len(tasks) == count
     assert len({t.id for t in tasks}) == count
     numeric = misstep.get_plugins().create("verifier", "numeric")

@@ -7,13 +7,13 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import misstep
 import pytest
 import yaml
-
-import misstep
 from misstep_nat.importer import NatTrajectories
+from shared_data import SHARED_DATA
 
-SHARED = Path("/work/shared/data/strategyqa")
+SHARED = SHARED_DATA / "strategyqa"
 
 
 def item(qid: str, source: str, reward: bool, pred: str | None, turns: list[tuple[str, str]]) -> dict:

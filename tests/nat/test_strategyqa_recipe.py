@@ -4,14 +4,14 @@
 import json
 from pathlib import Path
 
-import pytest
-
 import misstep
+import pytest
 from misstep.testing import build_tiny_model
 from misstep_nat.hints import QA_NEGATIVE, QA_POSITIVE
+from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "strategyqa"
+DATA = SHARED_DATA / "strategyqa"
 
 pytestmark = pytest.mark.skipif(not (DATA / "strategyqa_gpt-3.5_positive.json").is_file(),
                                 reason="the shared NAT StrategyQA trajectories are absent")

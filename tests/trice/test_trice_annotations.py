@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import misstep
+import pytest
 from misstep_tools.calculator import Calculator
 from misstep_trice.annotations import Gsm8kCalls, compose
 from misstep_trice.answers import TriceMath
 from misstep_trice.execution import execute
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
+from shared_data import SHARED_DATA
 
-SHARED = Path("/work/shared/data/gsm8k/train.jsonl")
+SHARED = SHARED_DATA / "gsm8k" / "train.jsonl"
 NATALIA = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether "
            "in April and May.\n#### 72")
 BETTY = ("In the beginning, Betty has only 100 / 2 = $<<100/2=50>>50.\nBetty's grandparents gave her 15 * 2 = "

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import misstep
 import pytest
+from shared_data import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "tripost"
+SHARED = SHARED_DATA / "tripost"
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,7 @@ from misstep.builtin.verifiers import (
     normalize_answer,
     parse_number,
 )
-
-SHARED = Path("/work/shared/data")
+from shared_data import SHARED_DATA
 
 
 def task(answer: object) -> misstep.Task:
@@ -112,12 +110,12 @@ def test_registered() -> None:
     assert {"numeric", "qa", "yes-no"} <= set(plugins.names("verifier"))
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared reference data is absent")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared reference data is absent")
 def test_yes_no_reproduces_nat_rewards_on_released_trajectories() -> None:
     verifier = YesNoVerifier()
     checked = 0
     for name in ("positive", "negative"):
-        for item in json.loads((SHARED / f"strategyqa/strategyqa_gpt-3.5_{name}.json").read_text()):
+        for item in json.loads((SHARED_DATA / f"strategyqa/strategyqa_gpt-3.5_{name}.json").read_text()):
             info = item["info"]
             assert verifier.verify(task(info["gt"]), info.get("pred")).correct is info["reward"], info
             checked += 1
