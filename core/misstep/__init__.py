@@ -63,9 +63,10 @@ from misstep.training.encode import Encoded, encode_example
 __all__ = [
     "SCHEMA_VERSION", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError", "Example",
     "JsonlAppender", "Loss", "LossOutput", "LossRef", "Message", "MisstepError", "ModelSpec", "Options",
-    "PluginError", "Plugins", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter", "ReformatterRef",
-    "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef", "TaskRefs", "Tool",
-    "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan", "get_plugins",
-    "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "read_jsonl", "run_recipe", "validate_recipe", "write_jsonl",
+    "PluginError", "Plugins", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter",
+    "ReformatterRef", "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef",
+    "TaskRefs", "Tool", "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan",
+    "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "read_jsonl", "run_recipe",
+    "validate_recipe", "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
 ]

@@ -11,6 +11,7 @@ import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field
@@ -90,13 +91,13 @@ class HFBackend(Backend["HFBackend.Options"]):
         ]
         ids: list[list[int]] = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
         limit = getattr(model.config, "max_position_embeddings", None)
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        groups: dict[Sampling, list[int]] = defaultdict(list)  # settings but the seed -> requests
         too_long = 0
         for index, params in enumerate(sampling):
             if limit is not None and len(ids[index]) >= limit:
                 too_long += 1
             else:
-                groups[(params.temperature, params.top_p, params.max_new_tokens, params.stop, params.num_beams)].append(index)
+                groups[replace(params, seed=None)].append(index)
         if too_long:
             warnings.warn(f"{too_long} conversations fill the context of {self.model_name!r} ({limit} tokens); they "
                           "get an empty reply (an action error). Lower `max_turns:` or `max_new_tokens:`", stacklevel=2)
