@@ -23,6 +23,19 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _json_lines(handle: IO[str], path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line; a bad line is a DataError naming it."""
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            hint = "" if line.endswith("\n") else " (the last line is cut short: was a write interrupted?)"
+            raise DataError(f"not valid JSON: {error.msg}{hint}", path=path, line=number) from None
+        yield number, value
+
+
 def read_jsonl(path: str | Path, model: type[M]) -> Iterator[M]:
     """Yield one ``model`` per non-blank line of ``path``.
 
@@ -33,14 +46,7 @@ def read_jsonl(path: str | Path, model: type[M]) -> Iterator[M]:
     if not path.exists():
         raise DataError(f"file not found: {path}", path=path)
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                hint = "" if line.endswith("\n") else " (the last line is cut short: was a write interrupted?)"
-                raise DataError(f"not valid JSON: {error.msg}{hint}", path=path, line=number) from None
+        for number, data in _json_lines(handle, path):
             try:
                 yield model.model_validate(data)
             except ValidationError as error:
@@ -131,13 +137,7 @@ def iter_json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise DataError(f"item {index} is not an object", path=path)
                 yield index, item
             return
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"not valid JSON: {error.msg}", path=path, line=number) from None
+        for number, row in _json_lines(handle, path):
             if not isinstance(row, dict):
                 raise DataError("expected a JSON object", path=path, line=number)
             yield number, row
