@@ -21,7 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     except MisstepError as error:
         print(ERROR_PREFIX + str(error), file=sys.stderr, flush=True)
         return 1
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Shut the process group down before exit: left to the interpreter, the backend's threads can be
+    torn down while still running, and the process aborts ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
