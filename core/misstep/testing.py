@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from misstep.datamodel import Message
+from misstep.datamodel import Example, Message
 from misstep.errors import MisstepError
+from misstep.training.encode import encode_example
 
 ChatTemplate = Literal["chatml", "llama2"]
 
@@ -137,34 +138,27 @@ def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", h
 def teach(folder: Path, pairs: Sequence[tuple[Sequence[Message], str]], *, steps: int = 150,
           learning_rate: float = 3e-3) -> Path:
     """Fine-tune the model in ``folder`` (all weights, plain torch) until it answers each conversation of
-    ``pairs`` with its reply; saved in place. Makes a tiny random model answer the way a test needs (a teacher
-    that writes tool calls, a student with varied replies)."""
+    ``pairs`` with its reply; saved in place. The replies are encoded and padded as the train stage does it.
+    Makes a tiny random model answer the way a test needs (a teacher that writes tool calls, a student
+    with varied replies)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from misstep.training.packing import collate_padded
+
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
-    rows = []
-    for conversation, reply in pairs:
-        prompt = tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in conversation],
-                                               tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        reply_ids = tokenizer(reply + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        rows.append((prompt_ids, reply_ids))
-    length = max(len(p) + len(r) for p, r in rows)
-    ids = torch.full((len(rows), length), tokenizer.pad_token_id)
-    labels = torch.full((len(rows), length), -100)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for row, (prompt_ids, reply_ids) in enumerate(rows):
-        end = len(prompt_ids) + len(reply_ids)
-        ids[row, :end] = torch.tensor(prompt_ids + reply_ids)
-        labels[row, len(prompt_ids):end] = torch.tensor(reply_ids)
-        mask[row, :end] = 1
+    examples = [Example(id=str(number), messages=[*(m.model_copy(update={"train": False}) for m in conversation),
+                                                  Message(role="assistant", content=reply)])
+                for number, (conversation, reply) in enumerate(pairs)]
+    batch = collate_padded([encode_example(e, tokenizer, model.config.max_position_embeddings) for e in examples],
+                           tokenizer.pad_token_id)
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()
     for _ in range(steps):
-        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        model(**inputs).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     model.save_pretrained(folder)

@@ -21,6 +21,7 @@ from misstep.components import Backend, Options, Sampling
 from misstep.datamodel import Message
 from misstep.errors import ComponentError
 from misstep.recipe import ModelSpec
+from misstep.training.encode import chat_messages
 
 
 class HFBackend(Backend["HFBackend.Options"]):
@@ -82,11 +83,7 @@ class HFBackend(Backend["HFBackend.Options"]):
                                      "raise `num_beams:` to at least the number of replies")
         model, tokenizer = self.load()
         prompts = [
-            tokenizer.apply_chat_template(
-                [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in conversation],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
+            tokenizer.apply_chat_template(chat_messages(conversation), tokenize=False, add_generation_prompt=True)
             for conversation in conversations
         ]
         ids: list[list[int]] = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []

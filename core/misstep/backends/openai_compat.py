@@ -20,6 +20,7 @@ from misstep.backends import cut_at_stop
 from misstep.components import Backend, Options, Sampling
 from misstep.datamodel import Message
 from misstep.errors import ComponentError
+from misstep.training.encode import chat_messages
 
 T = TypeVar("T")
 MAX_API_STOPS = 4  # the OpenAI API accepts at most four stop sequences
@@ -74,7 +75,7 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
 
         request: dict[str, Any] = {
             "model": self.options.model,
-            "messages": [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in messages],
+            "messages": chat_messages(messages),
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
