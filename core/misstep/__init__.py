@@ -43,6 +43,7 @@ from misstep.errors import (
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import JsonlAppender, iter_json_rows, read_jsonl, write_jsonl
 from misstep.models import resolve_model, trained_spec
+from misstep.pairs import preference_pairs
 from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PromptTemplate
 from misstep.recipe import (
@@ -66,10 +67,11 @@ from misstep.training.encode import Encoded, encode_example
 __all__ = [
     "SCHEMA_VERSION", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError", "Example",
     "JsonlAppender", "Loss", "LossOutput", "LossRef", "Message", "MisstepError", "ModelSpec", "Options",
-    "PluginError", "Plugins", "PreferenceExample", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter",
-    "ReformatterRef", "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef",
-    "TaskRefs", "Tool", "ToolCall", "ToolRef", "ToolSchema", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan",
-    "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "read_jsonl", "run_recipe",
-    "validate_recipe", "write_jsonl",
+    "PluginError", "Plugins", "PreferenceExample", "PromptTemplate", "Provenance", "RankedExample", "RecipeError",
+    "Reformatter", "ReformatterRef", "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task",
+    "TaskLoader", "TaskRef", "TaskRefs", "Tool", "ToolCall", "ToolRef", "ToolSchema", "Trajectory", "TrajectorySource",
+    "Verdict", "Verifier", "VerifierRef", "WeightSpan",
+    "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "preference_pairs", "read_jsonl",
+    "run_recipe", "validate_recipe", "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
 ]
