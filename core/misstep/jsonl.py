@@ -15,7 +15,7 @@ from misstep.errors import DataError
 M = TypeVar("M", bound=BaseModel)
 
 
-def _describe(error: ValidationError) -> str:
+def describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "record"
@@ -51,7 +51,7 @@ def read_jsonl(path: str | Path, model: type[M]) -> Iterator[M]:
                 yield model.model_validate(data)
             except ValidationError as error:
                 raise DataError(
-                    f"not a valid {model.__name__}: {_describe(error)}", path=path, line=number
+                    f"not a valid {model.__name__}: {describe(error)}", path=path, line=number
                 ) from None
 
 

@@ -11,8 +11,9 @@ from pydantic import Field
 from misstep.components import Options, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
+from misstep.formats import FieldMap, FormatName, read_trajectories
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import iter_json_rows, read_jsonl
+from misstep.jsonl import iter_json_rows
 
 
 class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
@@ -52,15 +53,17 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
 
 
 class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
-    """Trajectories from misstep's own JSON Lines store."""
+    """Trajectories from a file in misstep's format or another one (openai, sharegpt, trl-*: docs/formats.md)."""
 
     name = "trajectories"
 
-    class Options(Options):
-        path: Path
+    class Options(FieldMap):
+        path: Path = Field(description="JSONL, JSON list, Parquet or CSV file")
+        format: FormatName = Field(
+            default="misstep", description="the file's format")
 
     def trajectories(self, ctx: Any) -> Iterator[Trajectory]:
-        yield from read_jsonl(self.options.path, Trajectory)
+        yield from read_trajectories(self.options.path, self.options.format, self.options)
 
 
 @hookimpl
