@@ -29,6 +29,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "chatml")
 
 
+@pytest.fixture(scope="session")
+def tiny_hermes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose Hermes/Qwen-style template renders tools and tool calls (built once per session)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "hermes", template="hermes")
+
+
 @pytest.fixture
 def write_recipe(tmp_path: Path) -> Callable[[str], Path]:
     def write(text: str, name: str = "recipe.yaml") -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from misstep.datamodel import Message, ToolCall
+from misstep.training.encode import chat_call
 
 ROLES = ("system", "user", "assistant", "tool")
 KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "train", "weight"}
@@ -111,11 +112,6 @@ def read_messages(raw: Any) -> list[Message]:
     return messages
 
 
-def write_call(call: ToolCall, *, arguments_as_text: bool) -> dict[str, Any]:
-    arguments: Any = json.dumps(call.arguments, ensure_ascii=False) if arguments_as_text else call.arguments
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
-
-
 def write_messages(messages: Sequence[Message], *, arguments_as_text: bool = True,
                    null_content: bool = True) -> list[dict[str, Any]]:
     """OpenAI-style message objects. ``arguments_as_text``: call arguments as JSON strings (the OpenAI API)
@@ -125,7 +121,7 @@ def write_messages(messages: Sequence[Message], *, arguments_as_text: bool = Tru
     for message in messages:
         row: dict[str, Any] = {"role": message.role, "content": message.content}
         if message.tool_calls:
-            row["tool_calls"] = [write_call(call, arguments_as_text=arguments_as_text) for call in message.tool_calls]
+            row["tool_calls"] = [chat_call(call, arguments_as_text=arguments_as_text) for call in message.tool_calls]
             if null_content and not message.content:
                 row["content"] = None
         if message.tool_call_id is not None:
