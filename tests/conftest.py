@@ -32,7 +32,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hermes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama whose Hermes/Qwen-style template renders tools and tool calls (built once per session)."""
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "hermes", template="hermes")
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "hermes", template="hermes", vocab_size=800,
+                            hidden_size=64)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ REGISTRATION_HOOKS = {
     "reformatter": "register_reformatters",
     "loss": "register_losses",
     "backend": "register_backends",
+    "parser": "register_parsers",
     "stage": "register_stages",
 }
 

@@ -90,6 +90,7 @@ VerifierRef = _ref_type("verifier", "A verifier.")
 ReformatterRef = _ref_type("reformatter", "A reformatter.")
 LossRef = _ref_type("loss", "A loss.")
 BackendRef = _ref_type("backend", "A generation backend.")
+ParserRef = _ref_type("parser", "A tool-call parser.")
 
 
 def _listed(value: Any) -> Any:

@@ -107,7 +107,11 @@ _TOOL_CORPUS = """\
 </tool_response>
 {"type": "function", "function": {"name": "calculate", "description": "Evaluate an arithmetic expression.",
 "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}}
-# Tools You may call one or more functions to assist with the user query. <tools></tools> XML tags
+# Tools
+You may call one or more functions to assist with the user query.
+You are provided with function signatures within <tools></tools> XML tags:
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+{"name": <function-name>, "arguments": <args-json-object>}
 """
 
 _CORPUS = """\

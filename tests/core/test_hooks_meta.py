@@ -72,6 +72,10 @@ class Everything:
         self._register("register_backends", register, misstep.Backend)
 
     @misstep.hookimpl
+    def register_parsers(self, register):
+        self._register("register_parsers", register, misstep.ToolCallParser)
+
+    @misstep.hookimpl
     def register_stages(self, register):
         self.called.add("register_stages")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -21,7 +21,7 @@ from misstep.errors import DataError
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import write_jsonl
 from misstep.prompts import PromptTemplate
-from misstep.recipe import BackendRef, ModelSpec, ToolRef, VerifierRef
+from misstep.recipe import BackendRef, ModelSpec, ParserRef, ToolRef, VerifierRef
 from misstep.stages import StageContext
 
 
@@ -37,6 +37,11 @@ class AgentOptions(TasksStage.Options):
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: list[str] = Field(default_factory=lambda: [STOP])
     batch_size: int = Field(default=64, gt=0, description="trajectories generating together")
+    action_format: Literal["react", "native"] = Field(
+        default="react", description="react: `Action: tool[argument]` text, `finish[answer]` ends; native: the "
+        "tools' JSON schemas go to the model, which calls them natively and ends with a reply without a call")
+    tool_parser: ParserRef = Field(default_factory=lambda: ParserRef(use="hermes"),
+                                   description="native: how calls written as text are read (hermes, json)")
 
 
 def unique_tasks(tasks: list[Task]) -> list[Task]:
@@ -77,6 +82,8 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
                     batch_size=options.batch_size,
                     prompt_transform=prompt_transform,
                     source=ctx.spec.use,
+                    action_format=options.action_format,
+                    parser=options.tool_parser.build(),
                 )
                 for trajectory in ctx.progress(agent.run(todo), desc="trajectories", total=len(todo)):
                     ctx.trajectory_produced(trajectory)
