@@ -197,6 +197,11 @@ def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", h
     return folder
 
 
+def build_tiny_tools_model(folder: Path | str) -> Path:
+    """A tiny model with the ``hermes`` template (tools and tool calls), sized to learn tool calls in a test."""
+    return build_tiny_model(folder, template="hermes", vocab_size=800, hidden_size=64)
+
+
 def teach(folder: Path, pairs: Sequence[tuple[Sequence[Message], str | Message]], *, tools: Sequence[ToolSchema] = (),
           steps: int = 150, learning_rate: float = 3e-3) -> Path:
     """Fine-tune the model in ``folder`` (all weights, plain torch) until it answers each conversation of
