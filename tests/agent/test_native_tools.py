@@ -132,7 +132,7 @@ class NativePlugin:
         register(NativeScript)
 
 
-def test_hook_register_parsers_adds_a_parser_that_a_recipe_names(plugins, write_recipe, tasks_file, tmp_path) -> None:
+def test_hook_register_parsers(plugins, write_recipe, tasks_file, tmp_path) -> None:
     plugins.add(NativePlugin(), "native-test")
     assert {"hermes", "json", "angle"} <= set(plugins.names("parser"))
     tasks = tasks_file([{"id": "q", "question": "Apples: 2 and 3?", "answer": "5"}])
