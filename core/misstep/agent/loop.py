@@ -131,24 +131,25 @@ class Agent:
                 live.append(self._start(rollout))
             if not live:
                 return
-            conversations, sampling = [state.messages for state in live], [self._sampling(s) for s in live]
-            replies: list[str] | list[ParsedReply]
-            if self.toolbox is not None and self.parser is not None:
-                replies = self.backend.respond(conversations, sampling, self.toolbox.schemas, self.parser)
-            else:
-                replies = self.backend.generate(conversations, sampling)
+            replies = self._replies([state.messages for state in live], [self._sampling(s) for s in live])
             if len(replies) != len(live):
                 raise ComponentError(
                     f"backend {self.backend.name!r} returned {len(replies)} replies for {len(live)} conversations"
                 )
             still: list[_Live] = []
             for state, reply in zip(live, replies):
-                finished = self._step_native(state, reply) if isinstance(reply, ParsedReply) else self._step(state, reply)
+                finished = self._step(state, reply) if isinstance(reply, str) else self._step_native(state, reply)
                 if finished is None:
                     still.append(state)
                 else:
                     yield finished
             live = still
+
+    def _replies(self, conversations: list[list[Message]], sampling: list[Sampling]) -> list[str | ParsedReply]:
+        """One backend call for the batch: text replies (ReAct) or replies with their tool calls (native)."""
+        if self.toolbox is not None and self.parser is not None:
+            return [*self.backend.respond(conversations, sampling, self.toolbox.schemas, self.parser)]
+        return [*self.backend.generate(conversations, sampling)]
 
     def _start(self, rollout: Rollout) -> _Live:
         prompt = self.prompt.render(rollout.task.question)

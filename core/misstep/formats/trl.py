@@ -46,7 +46,8 @@ def _conversation(reader: RecordReader, row: dict[str, Any], line: int, parts: t
 
 def read_dpo(rows: Iterable[tuple[int, dict[str, Any]]], fields: FieldMap, path: Path) -> Iterator[Trajectory]:
     """Two trajectories per record: the prompt with the chosen side (a success) and with the rejected side."""
-    fields = fields.model_copy(update={"task_field": fields.task_field or "task_id"})  # both sides: one task
+    task_field = fields.task_field or "task_id"  # both sides belong to one task
+    fields = fields.model_copy(update={"task_field": task_field})
     reader = RecordReader(fields, path, "trl-dpo")
     for line, row in rows:
         pair_id = row.get(fields.id_field, f"{path.stem}-{line}")
@@ -56,7 +57,7 @@ def read_dpo(rows: Iterable[tuple[int, dict[str, Any]]], fields: FieldMap, path:
                       if key not in ("chosen", "rejected", "chosen_id", "rejected_id", "chosen_reward",
                                      "rejected_reward", fields.id_field)}
             record[fields.id_field] = row.get(f"{side}_id", f"{pair_id}/{side}")
-            record.setdefault(fields.task_field, pair_id)
+            record.setdefault(task_field, pair_id)
             trajectory = reader.trajectory(record, line, messages, prompt_len=prompt_len, tools=row.get("tools"),
                                            used=("prompt",))
             score = row.get(f"{side}_reward")
