@@ -94,7 +94,7 @@ def render(tokenizer: Any, messages: Sequence[Message], *, tools: Sequence[ToolS
            generation_prompt: bool = False) -> str:
     """The chat template's text for ``messages`` and ``tools`` (a template error becomes a MisstepError)."""
     if not getattr(tokenizer, "chat_template", None):
-        raise MisstepError("the tokenizer has no chat template; training on conversations needs one (set "
+        raise MisstepError("the tokenizer has no chat template; misstep renders conversations with it (set "
                            "`model.tokenizer:` to a tokenizer folder whose tokenizer_config.json has chat_template)")
     try:
         return tokenizer.apply_chat_template(chat_messages(messages), tools=list(tools) or None, tokenize=False,
