@@ -98,6 +98,20 @@ CHAT_TEMPLATES = {
     ),
 }
 
+# How `transformers serve` reads the hermes template's replies (its response-template format, as it ships for
+# Qwen): with it, a served tiny model returns calls as `tool_calls`; without it, as text content.
+RESPONSE_TEMPLATES = {
+    "hermes": {
+        "defaults": {"role": "assistant"},
+        "start_anchor": "<|im_start|>assistant\n",
+        "fields": {
+            "tool_calls": {"open_pattern": r"\s*<tool_call>", "close": "</tool_call>", "repeats": True,
+                           "content": "json", "transform": {"type": "function", "function": "{content}"}},
+            "content": {"close_pattern": r"\s*<\|im_end\|>", "content": "text"},
+        },
+    },
+}
+
 _TOOL_CORPUS = """\
 <tool_call>
 {"name": "calculate", "arguments": {"expression": "3 * 12 - 5"}}
@@ -166,6 +180,7 @@ def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_si
     )
     if template == "hermes":
         fast.add_tokens(TOOL_TOKENS)
+        fast.response_template = RESPONSE_TEMPLATES[template]
     fast.chat_template = CHAT_TEMPLATES[template]
     folder.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(folder)

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+import openai
 import pytest
 from agent_components import Add, Exact
 from openai.types.chat import ChatCompletionMessage
@@ -19,6 +20,7 @@ from misstep.backends.hf import HFBackend
 from misstep.backends.openai_compat import OpenAIBackend, reply_of
 from misstep.builtin.parsers import HermesParser, JsonParser
 from misstep.testing import served, teach
+from misstep.training.encode import chat_messages
 
 PROMPT = misstep.PromptTemplate(instruction="Add with the tool.", acknowledgement=None, question="{question}")
 QUESTIONS = {"Apples: 2 and 3?": ("2,3", "5"), "Pens: 4 and 4?": ("4,4", "8"), "Cats: 7 and 5?": ("7,5", "12")}
@@ -81,13 +83,31 @@ def test_native_loop_end_to_end_with_the_hf_backend(caller: Path) -> None:
 
 
 @pytest.mark.slow
-def test_native_loop_end_to_end_with_the_openai_backend_and_transformers_serve(caller: Path, tmp_path: Path) -> None:
-    """`transformers serve` has no response parser for this (Llama-type) model: the call comes back as text
-    content and the agent's parser reads it; the conversation goes back with tool_calls and tool messages."""
-    with served(caller, tmp_path / "serve.log") as url:
-        backend = OpenAIBackend(OpenAIBackend.Options(model=str(caller), base_url=url, concurrency=3))
+@pytest.mark.parametrize("calls_as", ["tool_calls", "text"])
+def test_native_loop_end_to_end_with_the_openai_backend_and_transformers_serve(caller: Path, tmp_path: Path,
+                                                                              calls_as: str) -> None:
+    """`transformers serve` returns the calls as `tool_calls` when the tokenizer has a response template (as
+    Qwen's has; the tiny hermes tokenizer too), else as text content, which the agent's parser reads. Either
+    way the conversation goes back with tool_calls and tool messages, and the trajectories verify."""
+    model = caller
+    if calls_as == "text":
+        model = tmp_path / "without-response-template"
+        shutil.copytree(caller, model)
+        config = json.loads((model / "tokenizer_config.json").read_text())
+        del config["response_template"]
+        (model / "tokenizer_config.json").write_text(json.dumps(config))
+    with served(model, tmp_path / "serve.log") as url:
+        client = openai.OpenAI(base_url=url, api_key="not-needed")
+        first = client.chat.completions.create(
+            model=str(model), messages=chat_messages(PROMPT.render("Apples: 2 and 3?")), tools=[ADD], max_tokens=48,
+            temperature=0).choices[0].message
+        assert bool(first.tool_calls) == (calls_as == "tool_calls")
+        assert ("<tool_call>" in (first.content or "")) == (calls_as == "text")
+        backend = OpenAIBackend(OpenAIBackend.Options(model=str(model), base_url=url, concurrency=3))
         trajectories = list(native_agent(backend).run(tasks()))
     check_verified(trajectories)
+    if calls_as == "tool_calls":  # the server's call ids are kept
+        assert all(t.messages[t.prompt_len].tool_calls[0].id.endswith("_tool_call_0") for t in trajectories)
 
 
 class NativeScript(misstep.Backend):
