@@ -14,7 +14,6 @@ GGUF files are dequantised once into a model folder under the cache (``$MISSTEP_
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import ComponentError
+from misstep.jsonl import read_json
 from misstep.recipe import ModelSpec
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -115,10 +115,10 @@ def trained_spec(folder: str | Path, *, dtype: str = "auto") -> ModelSpec:
     info = folder / MODEL_INFO
     if not info.is_file():
         return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
+    data = read_json(info)
     try:
-        data = json.loads(info.read_text(encoding="utf-8"))
         base, adapter = data["base"], bool(data["adapter"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (KeyError, TypeError) as error:
         raise ComponentError(f"{info}: not a valid misstep model description ({error!r}); retrain the model or "
                              "remove the file") from None
     if not adapter:

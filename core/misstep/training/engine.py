@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from misstep.components import Loss
 from misstep.errors import MisstepError
+from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
 from misstep.recipe import LoraSpec, LossRef, ModelSpec
 from misstep.training.encode import Encoded
@@ -54,8 +55,7 @@ def build_loss(spec: dict[str, Any]) -> Loss[Any]:
 
 def read_dataset(path: Path, ranked: bool) -> list[Any]:
     """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked ones."""
-    with path.open(encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = [row for _, row in iter_json_rows(path)]
     if ranked:
         return rows
     return [Encoded(row["input_ids"], row["labels"], row["weights"], False) for row in rows]
