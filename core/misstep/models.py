@@ -23,6 +23,7 @@ from typing import Any
 from misstep.errors import ComponentError
 from misstep.jsonl import read_json
 from misstep.recipe import ModelSpec
+from misstep.training.checkpoints import weights_problem
 
 SMOLLM2 = "smollm2-135m-instruct"
 MODEL_INFO = "misstep.json"  # written by the train stage beside the weights or adapter it saves
@@ -161,7 +162,9 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     spec = _expanded(spec)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
+    folder = resolve_model(spec.path)
+    _check_weights(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(spec))
     if spec.adapter:
         from peft import PeftModel
 
@@ -169,8 +172,17 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
         if not (adapter / "adapter_config.json").exists():
             raise ComponentError(f"model.adapter {spec.adapter!r} has no adapter_config.json: point it at a folder "
                                  "a LoRA training saved")
+        _check_weights(adapter)
         model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     return model
+
+
+def _check_weights(folder: Path) -> None:
+    """Refuse a model folder whose weights file is cut short (a save was interrupted)."""
+    problem = weights_problem(folder)
+    if problem is not None:
+        raise ComponentError(f"the weights {problem}: was their save interrupted? Re-run the stage that wrote them "
+                             "(misstep run ... --force) or replace the file")
 
 
 def merge_adapter(spec: ModelSpec, out: Path) -> Path:

@@ -203,7 +203,7 @@ class TrainStage(Stage["TrainStage.Options"]):
 
             ctx.log(f"launching {processes} training processes (torchrun)")
             return launch(job, ctx.dir, processes, quiet=ctx.run.quiet)
-        return train(job, loss=opts.loss.build())  # built here: the recipe's plugins, not only installed ones
+        return train(job, loss=opts.loss.build(), log=ctx.log)  # the loss built here: the recipe's plugins too
 
     def _arguments(self, ctx: StageContext, cuda: bool, deepspeed: dict[str, Any] | None) -> dict[str, Any]:
         """transformers TrainingArguments from the options."""
