@@ -164,7 +164,8 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             async for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > cap:
-                    raise BadReply(f"more than {cap} bytes (raise `max_reply_bytes:` if that is expected)", body)
+                    raise BadReply(f"more than {cap} bytes (raise `max_reply_bytes:` if that is expected)",
+                                   bytes(body))
         return bytes(body)
 
     def _describe(self, error: Exception, attempts: int) -> str:

@@ -77,7 +77,7 @@ def last_complete_checkpoint(folder: Path) -> tuple[Path | None, list[str]]:
         return None, []
     found = [(int(match.group(1)), path) for path in folder.iterdir()
              if path.is_dir() and (match := CHECKPOINT.match(path.name))]
-    skipped = []
+    skipped: list[str] = []
     for _, path in sorted(found, reverse=True):
         problem = checkpoint_problem(path)
         if problem is None:
