@@ -49,6 +49,10 @@ def vocabulary(path: Path) -> list[Any]:
     return list(create("task", "tripost-word-sorting", vocabulary=path, count=1, words=[2]).load())
 
 
+def corpus(path: Path) -> Any:
+    return create("tool", "search", corpus=path, cache=False)
+
+
 def model_info(path: Path) -> Any:
     return misstep.trained_spec(path.parent)
 
@@ -77,6 +81,7 @@ NOT_UTF8: dict[str, tuple[str, bytes, Callable[[Path], Any]]] = {
     "NAT trajectories": ("pos.json", json_list(NAT_ITEM), trajectories("nat-trajectories", "paths")),
     "TriPosT file": ("multistep_arithmetic_x.jsonl", lines(TRIPOST_ROW, b"", LATIN1), tasks("tripost-file")),
     "TriPosT vocabulary": ("words.txt", b"apple\nbanana\ncaf\xe9\n", vocabulary),
+    "search corpus": ("passages.jsonl", lines({"text": "Paris is in France."}, b"", LATIN1), corpus),
     "TRICE annotations": ("gsm8k.jsonl", lines({"question": "q?", "answer": "1 #### 1"}, b"", LATIN1), calls),
     "model description": ("misstep.json", b'{\n  "base": "tiny",\n  "caf\xe9": 1\n}\n', model_info),
     "DeepSpeed config": ("ds.json", b'{\n  "zero_optimization": {},\n  "caf\xe9": 1\n}\n', deepspeed),

@@ -25,7 +25,7 @@ from misstep.components import Stage
 from misstep.datamodel import Trajectory
 from misstep.errors import ComponentError, RecipeError
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import read_json, read_jsonl, write_jsonl
+from misstep.jsonl import read_json, read_jsonl, read_text, write_jsonl
 from misstep.plugins import Plugins, get_plugins
 from misstep.recipe import ModelSpec, ReformatterRef, StageInput, validate_recipe
 from misstep.stages import StageContext, run_recipe
@@ -153,7 +153,7 @@ def register_commands(cli: click.Group) -> None:
                                  file="misstep eval")
         run = run_recipe(recipe, run_dir=out, plugins=plugins, quiet=quiet)
         outputs = run.outputs["evaluate"]
-        click.echo((run.dir / outputs["table"]["path"]).read_text())
+        click.echo(read_text(run.dir / outputs["table"]["path"]))
         click.echo(f"Metrics: {run.dir / outputs['metrics']['path']}")
 
 
