@@ -5,33 +5,25 @@ attempt, retried, then a clear error naming the endpoint and what came back; nev
 from __future__ import annotations
 
 import json
-import threading
+import re
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 
 import misstep
 import pytest
 from misstep.backends.openai_compat import OpenAIBackend
 
+from local_http import Answer, send
+
 CONVERSATION = [misstep.Message(role="user", content="Question: 2+3?")]
 GOOD = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Action: finish[5]"}}]})
 
-Reply = Callable[[BaseHTTPRequestHandler], None]
 
-
-def body(data: bytes | str, content_type: str = "application/json") -> Reply:
+def body(data: bytes | str, content_type: str = "application/json") -> Answer:
     """A 200 reply with ``data`` as its whole body."""
     raw = data.encode() if isinstance(data, str) else data
-
-    def reply(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(raw)))
-        handler.end_headers()
-        handler.wfile.write(raw)
-
-    return reply
+    return lambda handler: send(handler, 200, raw, content_type)
 
 
 def trickle(handler: BaseHTTPRequestHandler) -> None:
@@ -57,40 +49,22 @@ def endless(handler: BaseHTTPRequestHandler) -> None:
         handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
 
-class HostileServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # the trickle and endless handlers end when the client hangs up
-
-    def handle_error(self, request, client_address):
-        pass  # the client hung up on a reply it gave up on
-
-
 @pytest.fixture
-def hostile() -> Iterator[Callable[..., tuple[list[int], str]]]:
+def hostile(http_servers) -> Callable[..., tuple[list[int], str]]:
     """Start a server answering with the given replies in turn (the last repeats); gives (request log, URL)."""
-    servers = []
 
-    def start(*replies: Reply) -> tuple[list[int], str]:
-        queue, requests = list(replies), []
+    def start(*replies: Answer) -> tuple[list[int], str]:
+        queue: list[Answer] = list(replies)
+        requests: list[int] = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                requests.append(1)
-                (queue.pop(0) if len(queue) > 1 else queue[0])(self)
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            handler.rfile.read(int(handler.headers["Content-Length"]))
+            requests.append(1)
+            (queue.pop(0) if len(queue) > 1 else queue[0])(handler)
 
-            def log_message(self, *args):
-                pass
+        return requests, http_servers.start(answer)
 
-        server = HostileServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return requests, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def generate(url: str, **options) -> list[str]:
@@ -130,7 +104,7 @@ def test_a_malformed_200_reply_is_retried_then_named(hostile, case) -> None:
     assert message.startswith(f"the OpenAI-compatible endpoint {url} (model 'm') sent a reply misstep cannot use "
                               "(3 attempts)")
     assert len(requests) == 3
-    assert __import__("re").search(problem, message), message
+    assert re.search(problem, message), message
     assert "it began " in message and "ending in /v1" in message
 
 
@@ -148,21 +122,22 @@ def test_a_malformed_reply_then_a_good_one_succeeds(hostile) -> None:
     assert len(requests) == 3
 
 
-def test_a_reply_a_byte_at_a_time_is_cut_at_the_total_deadline(hostile) -> None:
-    requests, url = hostile(trickle)
+HOLDING = {  # a reply that would hold a request: how it is cut, the options, the error, the most seconds
+    "a byte at a time": (trickle, {"timeout": 1.0}, r"did not answer within 1s \(2 attempts\); raise `timeout:`", 4),
+    "endless": (endless, {"max_reply_bytes": 100_000},
+                r"cannot use \(2 attempts\): more than 100000 bytes \(raise `max_reply_bytes:`", 10),
+}
+
+
+@pytest.mark.parametrize("case", HOLDING)
+def test_a_reply_that_would_hold_the_request_is_cut(hostile, case) -> None:
+    reply, options, error, seconds = HOLDING[case]
+    requests, url = hostile(reply)
     started = time.monotonic()
-    with pytest.raises(misstep.ComponentError, match=r"did not answer within 1s \(2 attempts\); raise `timeout:`"):
-        generate(url, timeout=1.0, retries=1)
-    assert time.monotonic() - started < 4  # two attempts of 1 s, not 100 s each
+    with pytest.raises(misstep.ComponentError, match=error):
+        generate(url, retries=1, **options)
+    assert time.monotonic() - started < seconds  # two bounded attempts, not the 100 s a trickle would take
     assert len(requests) == 2
-
-
-def test_an_endless_reply_is_cut_at_max_reply_bytes(hostile) -> None:
-    requests, url = hostile(endless)
-    started = time.monotonic()
-    with pytest.raises(misstep.ComponentError, match=r"more than 100000 bytes \(raise `max_reply_bytes:`"):
-        generate(url, max_reply_bytes=100_000, retries=1)
-    assert time.monotonic() - started < 10 and len(requests) == 2
 
 
 def test_a_reply_within_max_reply_bytes_is_read(hostile) -> None:
