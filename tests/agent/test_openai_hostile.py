@@ -38,6 +38,17 @@ def trickle(handler: BaseHTTPRequestHandler) -> None:
         time.sleep(0.1)
 
 
+def cut_off(handler: BaseHTTPRequestHandler) -> None:
+    """A 200 reply that announces 1000 bytes and closes the connection after 13."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b'{"choices": [')
+    handler.wfile.flush()
+    handler.connection.close()
+
+
 def endless(handler: BaseHTTPRequestHandler) -> None:
     """A 200 reply whose body never ends (chunked, 64 KiB at a time)."""
     handler.send_response(200)
@@ -91,6 +102,7 @@ MALFORMED = {
     "JSON string": (body('"hello"'), r"the reply: Input should be a valid dictionary"),
     "not UTF-8": (body(b"\xff\xfe\x00garbage"), "not JSON"),
     "nested without end": (body("[" * 200_000), "not JSON"),
+    "cut off": (cut_off, r"the body broke off after 13 bytes \(RemoteProtocolError: .*it began '\{\"choices\": \['"),
 }
 
 

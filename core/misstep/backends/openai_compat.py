@@ -161,11 +161,17 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
         cap = self.options.max_reply_bytes
         body = bytearray()
         async with client.chat.completions.with_streaming_response.create(**request) as response:
-            async for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > cap:
-                    raise BadReply(f"more than {cap} bytes (raise `max_reply_bytes:` if that is expected)",
-                                   bytes(body))
+            try:
+                async for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > cap:
+                        raise BadReply(f"more than {cap} bytes (raise `max_reply_bytes:` if that is expected)",
+                                       bytes(body))
+            except BadReply:
+                raise
+            except Exception as error:  # the HTTP library's own (httpx or httpx2) error: connection cut, bad gzip
+                raise BadReply(f"the body broke off after {len(body)} bytes ({type(error).__name__}: {error})",
+                               bytes(body)) from None
         return bytes(body)
 
     def _describe(self, error: Exception, attempts: int) -> str:
