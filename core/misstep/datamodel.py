@@ -8,6 +8,7 @@ JSON schemas (``tools``); version-1 records lack them and read as records withou
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
@@ -54,6 +55,14 @@ class Record(BaseModel):
             )
         return value
 
+    @field_validator("schema_version")
+    @classmethod
+    def _real_version(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"schema_version {value} is not a misstep schema (versions start at 1); fix or "
+                             "remove the field")
+        return value
+
 
 class Task(Record):
     """One question to solve, with its gold answer."""
@@ -66,6 +75,13 @@ class Task(Record):
     dataset: str = ""
     split: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("answer")
+    @classmethod
+    def _finite(cls, value: Answer) -> Answer:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"the answer {value} is not a number a task can have; give a finite number or text")
+        return value
 
 
 class WeightSpan(BaseModel):
@@ -205,6 +221,13 @@ class Trajectory(Record):
     provenance: Provenance = Field(default_factory=Provenance)
     tools: list[ToolSchema] = Field(default_factory=list, description="JSON schemas of the tools it could call")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _prompt_within_messages(self) -> Trajectory:
+        if self.prompt_len > len(self.messages):
+            raise ValueError(f"prompt_len {self.prompt_len} is past the {len(self.messages)} messages; it counts "
+                             "the leading prompt messages")
+        return self
 
     @model_validator(mode="after")
     def _calls_answered(self) -> Trajectory:

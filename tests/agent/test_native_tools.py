@@ -12,12 +12,11 @@ from pathlib import Path
 import openai
 import pytest
 from agent_components import Add, Exact
-from openai.types.chat import ChatCompletionMessage
 
 import misstep
 from misstep.agent import Agent, Rollout
 from misstep.backends.hf import HFBackend
-from misstep.backends.openai_compat import OpenAIBackend, reply_of
+from misstep.backends.openai_compat import OpenAIBackend, ReplyMessage, parse_completion, reply_of
 from misstep.builtin.parsers import HermesParser, JsonParser
 from misstep.testing import served, teach
 from misstep.training.encode import chat_messages
@@ -242,15 +241,20 @@ def test_json_parser(text, calls, error) -> None:
     assert (reply.error or "").startswith(error or "") and (error is None) == (reply.error is None)
 
 
+def completion(message: dict) -> ReplyMessage:
+    """The message of a chat-completion reply body, read as the backend reads it."""
+    body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", **message}}]}).encode()
+    return parse_completion(body).choices[0].message
+
+
 def test_openai_replies_with_tool_calls_or_text() -> None:
-    structured = ChatCompletionMessage.model_validate({"role": "assistant", "content": None, "tool_calls": [
-        {"id": "srv_1", "type": "function", "function": {"name": "add", "arguments": json.dumps({"input": "2,3"})}}]})
-    reply = reply_of(structured, HermesParser(), misstep.Sampling())
+    call = {"id": "srv_1", "type": "function", "function": {"name": "add", "arguments": json.dumps({"input": "2,3"})}}
+    reply = reply_of(completion({"content": None, "tool_calls": [call]}), HermesParser(), misstep.Sampling())
     assert reply.calls == (misstep.ParsedCall(name="add", arguments={"input": "2,3"}, id="srv_1"),)
-    broken = structured.model_copy(deep=True)
-    broken.tool_calls[0].function.arguments = "{input: 2"
-    assert reply_of(broken, HermesParser(), misstep.Sampling()).error.startswith("the arguments of the call to 'add'")
-    text = ChatCompletionMessage.model_validate({"role": "assistant", "content": CALL % '{"input": "2,3"}'})
+    call["function"]["arguments"] = "{input: 2"
+    broken = reply_of(completion({"content": None, "tool_calls": [call]}), HermesParser(), misstep.Sampling())
+    assert broken.error.startswith("the arguments of the call to 'add' are not JSON")
+    text = completion({"content": CALL % '{"input": "2,3"}'})
     assert reply_of(text, HermesParser(), misstep.Sampling()).calls[0].arguments == {"input": "2,3"}
 
 

@@ -51,9 +51,11 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
-def read_trajectories(path: Path, format: str, fields: FieldMap | None = None) -> Iterator[Trajectory]:
-    """The trajectories of a file in ``format`` (JSONL, JSON list, Parquet or CSV)."""
-    return get_format(format).read(read_rows(path), fields or FieldMap(), path)
+def read_trajectories(path: Path, format: str, fields: FieldMap | None = None, *,
+                      allow_empty: bool = True) -> Iterator[Trajectory]:
+    """The trajectories of a file in ``format`` (JSONL, JSON list, Parquet or CSV); ``allow_empty=False``
+    makes a file without records a DataError."""
+    return get_format(format).read(read_rows(path, allow_empty=allow_empty), fields or FieldMap(), path)
 
 
 def write_trajectories(path: Path, trajectories: Iterable[Trajectory], format: str, fields: FieldMap | None = None,

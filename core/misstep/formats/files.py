@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import DataError, MisstepError
-from misstep.jsonl import iter_json_rows
+from misstep.jsonl import iter_json_rows, nonempty
 
 OWN = (".jsonl", ".json")
 THROUGH_DATASETS = {".parquet": "parquet", ".csv": "csv"}
@@ -25,11 +25,12 @@ def _datasets() -> Any:
     return datasets
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line or row number, record) for each record of a JSONL, JSON-list, Parquet or CSV file."""
+def read_rows(path: Path, *, allow_empty: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line or row number, record) for each record of a JSONL, JSON-list, Parquet or CSV file;
+    ``allow_empty=False`` makes a file without records a DataError."""
     suffix = path.suffix.lower()
     if suffix in OWN:
-        yield from iter_json_rows(path)
+        yield from iter_json_rows(path, allow_empty=allow_empty)
         return
     if suffix not in THROUGH_DATASETS:
         raise DataError(f"cannot read {suffix or 'files without an extension'}; use one of: "
@@ -37,8 +38,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise DataError("file not found", path=path)
     table = _datasets().load_dataset(THROUGH_DATASETS[suffix], data_files=str(path), split="train")
-    for number, row in enumerate(table, start=1):
-        yield number, dict(row)
+    yield from nonempty(((number, dict(row)) for number, row in enumerate(table, start=1)), path,
+                        allow_empty=allow_empty)
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> int:

@@ -10,21 +10,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from misstep.datamodel import Trajectory
-from misstep.errors import DataError
 from misstep.formats.fields import FieldMap, load_tools
-from misstep.jsonl import describe
+from misstep.jsonl import validate_record
 
 
 def read(rows: Iterable[tuple[int, dict[str, Any]]], fields: FieldMap, path: Path) -> Iterator[Trajectory]:
     tools = load_tools(fields.tools)
     for line, row in rows:
-        try:
-            trajectory = Trajectory.model_validate(row)
-        except ValidationError as error:
-            raise DataError(f"not a valid Trajectory: {describe(error)}", path=path, line=line) from None
+        trajectory = validate_record(Trajectory, row, path=path, line=line)
         yield trajectory if trajectory.tools or not tools else trajectory.model_copy(update={"tools": tools})
 
 
