@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
 from misstep.components import Options
 from misstep.datamodel import Message, ToolSchema, Trajectory, Verdict
 from misstep.errors import DataError
+from misstep.formats.messages import MessageError
 
+T = TypeVar("T")
 LABELS = {"true": True, "false": False, "positive": True, "negative": False, "success": True, "failure": False,
           "desirable": True, "undesirable": False}
 
@@ -64,6 +67,16 @@ def tool_schemas(value: Any, where: str) -> list[ToolSchema]:
     return schemas
 
 
+def json_value(value: Any) -> Any:
+    """A field that a CSV file holds as JSON text, parsed; other values as they are."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
 def load_tools(path: Path | None) -> list[ToolSchema]:
     """The tool schemas of a ``--tools`` file (none without a file)."""
     if path is None:
@@ -107,22 +120,33 @@ class RecordReader:
     def error(self, line: int, message: str) -> DataError:
         return DataError(message, path=self.path, line=line)
 
+    def conversation(self, row: dict[str, Any], line: int, key: str,
+                     read: Callable[[Any], list[Message]]) -> list[Message]:
+        """The messages in the record's field ``key``, read with ``read``; a missing field or a bad message is a
+        DataError at the record."""
+        if key not in row:
+            raise self.error(line, f"no field {key!r} (fields: {', '.join(row)}); set --messages-field "
+                                   "(`messages_field:`) to the field that holds the messages")
+        try:
+            return read(json_value(row[key]))
+        except MessageError as error:
+            raise self.error(line, str(error)) from None
+
+    def _parsed(self, row: dict[str, Any], line: int, field: str, parse: Callable[[Any], T], expected: str) -> T:
+        try:
+            return parse(row[field])
+        except ValueError:
+            raise self.error(line, f"field {field!r} is not {expected}: {row[field]!r}") from None
+
     def verdict(self, row: dict[str, Any], line: int) -> Verdict | None:
         fields = self.fields
-        score = correct = None
+        score: float | None = None
+        correct: bool | None = None
         if fields.reward_field and row.get(fields.reward_field) is not None:
-            try:
-                score = _reward(row[fields.reward_field])
-            except ValueError:
-                raise self.error(line, f"field {fields.reward_field!r} is not a number or bool: "
-                                       f"{row[fields.reward_field]!r}") from None
+            score = self._parsed(row, line, fields.reward_field, _reward, "a number or bool")
             correct = score >= fields.success_threshold
         if fields.label_field and row.get(fields.label_field) is not None:
-            try:
-                correct = _label(row[fields.label_field])
-            except ValueError:
-                raise self.error(line, f"field {fields.label_field!r} is not a label ({', '.join(LABELS)}, a bool "
-                                       f"or 0/1): {row[fields.label_field]!r}") from None
+            correct = self._parsed(row, line, fields.label_field, _label, f"a label ({', '.join(LABELS)}, a bool or 0/1)")
             score = float(correct) if score is None else score
         if correct is None:
             return None

@@ -14,14 +14,13 @@ Call arguments are JSON strings and a calling turn without text has ``content: n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from misstep.datamodel import Trajectory
 from misstep.formats.fields import FieldMap, RecordReader, record_fields
-from misstep.formats.messages import MessageError, read_messages, write_messages
+from misstep.formats.messages import read_messages, write_messages
 
 MESSAGES = "messages"
 
@@ -32,24 +31,8 @@ def read_chat(rows: Iterable[tuple[int, dict[str, Any]]], fields: FieldMap, path
     reader = RecordReader(fields, path, source)
     key = fields.messages_key(MESSAGES)
     for line, row in rows:
-        if key not in row:
-            raise reader.error(line, f"no field {key!r} (fields: {', '.join(row)}); set --messages-field "
-                                     "(`messages_field:`) to the field that holds the messages")
-        try:
-            messages = read_messages(json_value(row[key]))
-        except MessageError as error:
-            raise reader.error(line, str(error)) from None
+        messages = reader.conversation(row, line, key, read_messages)
         yield reader.trajectory(row, line, messages, tools=row.get("tools"), used=(key,))
-
-
-def json_value(value: Any) -> Any:
-    """A field that a CSV file holds as JSON text, parsed; other values as they are."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def write_chat(trajectories: Iterable[Trajectory], fields: FieldMap, *, arguments_as_text: bool,

@@ -25,7 +25,6 @@ from misstep.datamodel import Message, ToolCall, Trajectory
 from misstep.errors import DataError
 from misstep.formats.fields import FieldMap, RecordReader, record_fields
 from misstep.formats.messages import MessageError, arguments_of
-from misstep.formats.openai import json_value
 
 CONVERSATIONS = "conversations"
 ROLES = {"system": "system", "human": "user", "gpt": "assistant", "function_call": "assistant", "observation": "tool"}
@@ -63,8 +62,11 @@ def read_turns(turns: Any) -> list[Message]:
         elif kind == "observation":
             if not pending:
                 raise MessageError(index, "an observation with no matching function_call before it")
-            results = json.loads(value) if len(pending) > 1 and value.startswith("[") else [value]
-            if len(results) != len(pending):
+            try:
+                results = json.loads(value) if len(pending) > 1 else [value]
+            except json.JSONDecodeError:
+                results = [value]
+            if not isinstance(results, list) or len(results) != len(pending):
                 raise MessageError(index, f"{len(pending)} parallel calls need a JSON list of {len(pending)} results")
             messages.extend(Message(role="tool", content=str(result), tool_call_id=call.id, name=call.name)
                             for call, result in zip(pending, results))
@@ -78,13 +80,7 @@ def read(rows: Iterable[tuple[int, dict[str, Any]]], fields: FieldMap, path: Pat
     reader = RecordReader(fields, path, "sharegpt")
     key = fields.messages_key(CONVERSATIONS)
     for line, row in rows:
-        if key not in row:
-            raise reader.error(line, f"no field {key!r} (fields: {', '.join(row)}); set --messages-field "
-                                     "(`messages_field:`) to the field that holds the turns")
-        try:
-            messages = read_turns(json_value(row[key]))
-        except (MessageError, json.JSONDecodeError) as error:
-            raise reader.error(line, str(error)) from None
+        messages = reader.conversation(row, line, key, read_turns)
         if row.get("system"):
             messages.insert(0, Message(role="system", content=str(row["system"])))
         yield reader.trajectory(row, line, messages, tools=row.get("tools") or None, used=(key, "system"))

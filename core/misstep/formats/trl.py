@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from misstep.datamodel import Trajectory, Verdict
-from misstep.formats.fields import FieldMap, RecordReader, record_fields
+from misstep.formats.fields import FieldMap, RecordReader, json_value, record_fields
 from misstep.formats.messages import MessageError, read_messages, write_messages
-from misstep.formats.openai import json_value, read_chat, write_chat
+from misstep.formats.openai import read_chat, write_chat
 from misstep.pairs import preference_pairs
 
 
