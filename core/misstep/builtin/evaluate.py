@@ -27,6 +27,7 @@ from misstep.errors import ComponentError, RecipeError
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import read_jsonl, write_jsonl
 from misstep.plugins import Plugins, get_plugins
+from misstep.prompts import PRESETS
 from misstep.recipe import ModelSpec, ReformatterRef, StageInput, validate_recipe
 from misstep.stages import StageContext, run_recipe
 
@@ -119,7 +120,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N tasks.")
     @click.option("--verifier", default="numeric", show_default=True, help="Verifier that judges answers.")
     @click.option("--tool", "tools", multiple=True, help="A tool the agent may call (e.g. calculate). Repeatable.")
-    @click.option("--preset", type=click.Choice(["math", "qa", "strategyqa"]), default="math", show_default=True,
+    @click.option("--preset", type=click.Choice(list(PRESETS)), default="math", show_default=True,
                   help="NAT instruction wording.")
     @click.option("--max-turns", type=click.IntRange(min=1), default=7, show_default=True)
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
