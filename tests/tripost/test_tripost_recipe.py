@@ -139,7 +139,8 @@ def test_llm_verifier_and_improver_through_the_hf_backend(tiny_model: Path) -> N
 
 
 def test_tokens_from_the_first_feedback_on_carry_the_section_weight(tiny_model: Path) -> None:
-    """What the core ``sft`` loss sees of a TriPosT example: weight 1 before "Feedback:", 1.5 from there on."""
+    """What the core ``sft`` loss sees of a TriPosT example: weight 1 before "Feedback:", 1.5 from there on
+    to the end-of-turn token."""
     from misstep.models import load_tokenizer
     from misstep.training.encode import encode_example
 
@@ -156,7 +157,8 @@ def test_tokens_from_the_first_feedback_on_carry_the_section_weight(tiny_model: 
     trained = [(token, weight) for token, label, weight in zip(encoded.input_ids, encoded.labels, encoded.weights)
                if label != -100]
     first = next(i for i, (_, weight) in enumerate(trained) if weight == 1.5)
-    assert tokenizer.decode([token for token, _ in trained[first:]]).startswith("Feedback:")
+    assert tokenizer.decode([token for token, _ in trained[first:]]).lstrip("\n").startswith("Feedback:")
     assert tokenizer.decode([token for token, _ in trained[:first]]).rstrip("\n") == wrong
     assert {weight for _, weight in trained[:first]} == {1.0}
-    assert {weight for _, weight in trained[first:-1]} == {1.5}  # the end-of-turn token keeps the message weight
+    assert {weight for _, weight in trained[first:]} == {1.5}  # the end-of-turn token too, as in the reference
+    assert trained[-1][0] == tokenizer.convert_tokens_to_ids("<|im_end|>")
