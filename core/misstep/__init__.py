@@ -58,6 +58,7 @@ from misstep.recipe import (
     validate_recipe,
 )
 from misstep.stages import StageContext, run_recipe
+from misstep.summary import grouped_metrics, markdown_table, save_metrics
 from misstep.training.encode import Encoded, encode_example
 
 __all__ = [
@@ -69,4 +70,5 @@ __all__ = [
     "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "read_jsonl", "run_recipe",
     "validate_recipe", "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
+    "grouped_metrics", "markdown_table", "save_metrics",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import misstep
-from misstep.agent import markdown_table, report
+from misstep import markdown_table
+from misstep.agent import report
 from misstep.prompts import PromptTemplate
 
 PROMPT = PromptTemplate().render("q")  # instruction, acknowledgement, question: 3 messages

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import click
 from pydantic import Field
 
-from misstep.agent import markdown_table, report
+from misstep.agent import report
 from misstep.agent.loop import PromptTransform
 from misstep.agent.store import trajectory_key
 from misstep.builtin.collect import AgentOptions, rollouts_for, run_agent, unique_tasks
@@ -30,6 +30,7 @@ from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PRESETS
 from misstep.recipe import ModelSpec, ReformatterRef, StageInput, validate_recipe
 from misstep.stages import StageContext, run_recipe
+from misstep.summary import save_metrics
 
 MODEL_INFO = "misstep.json"
 
@@ -85,17 +86,10 @@ class EvaluateStage(Stage["EvaluateStage.Options"]):
         wanted = {rollout.key for rollout in rollouts}
         trajectories = [t for t in read_jsonl(store.path, Trajectory) if trajectory_key(t) in wanted]
         result = report(trajectories, {task.id: task for task in tasks})
-        metrics_path = ctx.dir / "metrics.json"
-        metrics_path.write_text(json.dumps({
-            "model": model.path,
-            "inference_prompt": reformatter,
-            "temperature": opts.temperature,
-            "metrics": result,
-        }, indent=2))
-        table = markdown_table(result)
         hint = f", inference prompt of reformatter `{reformatter}`" if reformatter else ""
-        table_path = ctx.dir / "metrics.md"
-        table_path.write_text(f"Model `{model.path}`{hint}, temperature {opts.temperature:g}.\n\n{table}")
+        metrics_path, table_path, table = save_metrics(
+            ctx.dir, result, info={"model": model.path, "inference_prompt": reformatter, "temperature": opts.temperature},
+            title=f"Model `{model.path}`{hint}, temperature {opts.temperature:g}.")
         ctx.log("\n" + table)
         return {"metrics": metrics_path, "table": table_path, "trajectories": store.path, "tasks": tasks_path,
                 "inference_prompt": reformatter, **result["all"]}
