@@ -1,7 +1,8 @@
 """The ``openai`` backend: any OpenAI-compatible chat endpoint (OpenAI, vLLM, ``transformers serve``).
 
 Requests run concurrently on an ``AsyncOpenAI`` client, at most ``concurrency`` at a time; each has a
-timeout, and 429 / 5xx / connection failures are retried with exponential backoff. An endpoint that
+timeout, and 429 / 5xx / connection failures are retried with exponential backoff. A conversation that
+ends with an assistant message asks for its continuation (vLLM's ``continue_final_message``). An endpoint that
 stays unreachable raises :class:`~misstep.errors.ComponentError` saying which URL failed.
 """
 
@@ -84,6 +85,8 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             request["stop"] = list(params.stop[:MAX_API_STOPS])
         if params.seed is not None:
             request["seed"] = params.seed
+        if messages and messages[-1].role == "assistant":  # continue it (vLLM's parameters for a prefill)
+            request["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         delay = self.options.backoff
         for attempt in range(self.options.retries + 1):
             try:
