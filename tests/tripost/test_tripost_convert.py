@@ -1,5 +1,4 @@
-"""The tripost reformatter (per-turn items, rebalancing, gold, weights), the rationale baseline data, and
-self-improving inference (stop rules, helped and hurt)."""
+"""The tripost reformatter: per-turn items, rebalancing, gold, weights, repeated interactions."""
 
 from __future__ import annotations
 
@@ -11,12 +10,11 @@ import pytest
 from misstep_tripost.arithmetic import INFO
 from misstep_tripost.convert import TriPosTReformatter
 from misstep_tripost.editing import edit_replies
-from misstep_tripost.evaluate import Prediction, read_reply, summarize
 from misstep_tripost.families import FAMILIES
 from misstep_tripost.improvers import ScriptedImprover
 from misstep_tripost.source import edit_trajectory
 from misstep_tripost.tasks import ArithmeticTasks
-from misstep_tripost.text import FINAL, Step, correct_feedback, render_interaction
+from misstep_tripost.text import FINAL, Step, render_interaction
 from misstep_tripost.verifiers import ScriptedVerifier
 
 FAMILY = FAMILIES["multistep_arithmetic"]
@@ -112,41 +110,3 @@ def test_repeated_interactions_are_removed_and_options_checked(tasks: list[misst
         TriPosTReformatter.Options(improve_data_ratio=0)
     with pytest.raises(misstep.ComponentError, match="tasks"):
         list(TriPosTReformatter().reformat(trajectories(tasks, 1), {}))
-
-
-# --- self-improving inference -------------------------------------------------------------------------------
-
-
-def test_stop_rules_of_self_improving_inference(tasks: list[misstep.Task]) -> None:
-    task = tasks[0]
-    gold = FAMILY.gold(task)
-    bad = wrong(gold)
-    feedback = ScriptedVerifier().critique([task], [bad])[0]
-
-    def read(*attempts, feedbacks=(), limit=10):
-        return read_reply(render_interaction(INFO, list(attempts), list(feedbacks)), task, FAMILY, limit)
-
-    corrected = read(bad, gold, feedbacks=[feedback, correct_feedback(gold)])
-    assert (corrected.first_correct, corrected.final_correct, corrected.attempts, corrected.stop) == (False, True, 2, "correct")
-    stopped = read(bad, gold, feedbacks=[correct_feedback(bad), feedback])  # believes its wrong answer
-    assert (stopped.final_correct, stopped.attempts, stopped.stop) == (False, 1, "correct")
-    repeated = read(bad, bad, feedbacks=[feedback, feedback])
-    assert (repeated.attempts, repeated.stop) == (1, "repeat")
-    limited = read(bad, gold, feedbacks=[feedback, feedback], limit=1)
-    assert (limited.final_correct, limited.attempts, limited.stop) == (False, 1, "limit")
-    hurt = read(gold, bad, feedbacks=[feedback])
-    assert (hurt.first_correct, hurt.final_correct, hurt.stop) == (True, False, "end")
-    nothing = read_reply("garbage", task, FAMILY, 10)
-    assert (nothing.attempts, nothing.final_correct, nothing.stop) == (0, False, "unparsable")
-
-
-def test_summary_counts_helped_and_hurt_per_difficulty() -> None:
-    def prediction(difficulty: str, first: bool, final: bool) -> Prediction:
-        return Prediction(task_id=f"{difficulty}{first}{final}", difficulty=difficulty, reply="", first_correct=first,
-                          final_correct=final, attempts=2, stop="correct")
-
-    metrics = summarize([prediction("seen", False, True), prediction("seen", True, True), prediction("unseen", True, False),
-                         prediction("unseen", False, False)])
-    assert list(metrics) == ["seen", "unseen", "all"]
-    assert metrics["seen"]["accuracy"] == 1.0 and metrics["seen"]["first_accuracy"] == 0.5
-    assert (metrics["all"]["helped"], metrics["all"]["hurt"], metrics["all"]["accuracy"]) == (1, 1, 0.5)
