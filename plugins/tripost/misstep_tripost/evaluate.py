@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_tripost.families import Family, family_of
 from misstep_tripost.text import (
+    CORRECT_END,
     FEEDBACK,
     Step,
     answer_header,
-    parse_feedback,
     question_prompt,
     render_interaction,
     render_steps,
@@ -94,8 +94,7 @@ class Reading:
         return ""
 
     def _feedback(self, text: str) -> str:
-        own = parse_feedback(text)
-        if own is not None and own.correct:
+        if CORRECT_END in text.lower():  # the reference's test: "... final response is also correct."
             self.feedbacks.append(text)
             return "correct"
         if _norm(text) in map(_norm, self.feedbacks):
