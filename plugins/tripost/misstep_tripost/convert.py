@@ -150,9 +150,10 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
         golds = []
         for task_id in order if opts.gold else []:
             task = tasks.get(task_id)
-            text = gold_text(task, feedback=True) if task is not None else None
-            if text is not None and (question_prompt(task.question), text) not in interactions:
-                golds.append(Item(f"gold/{task_id}", question_prompt(task.question), text, False))
+            rationale = gold_text(task, feedback=True) if task is not None else None
+            if task is not None and rationale is not None:
+                if (question_prompt(task.question), rationale) not in interactions:
+                    golds.append(Item(f"gold/{task_id}", question_prompt(task.question), rationale, False))
         gold = rng.sample(golds, min(len(non_improvement), len(golds)))
         weight = opts.self_improve_section_weight
         examples = [
