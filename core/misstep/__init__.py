@@ -77,6 +77,7 @@ from misstep.recipe import (
     validate_recipe,
 )
 from misstep.stages import StageContext, run_recipe
+from misstep.summary import grouped_metrics, markdown_table, save_metrics
 from misstep.training.encode import Encoded, encode_example
 
 __all__ = [
@@ -90,4 +91,5 @@ __all__ = [
     "read_json", "read_jsonl", "read_text", "run_recipe", "text_lines", "validate_record", "validate_recipe",
     "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
+    "grouped_metrics", "markdown_table", "save_metrics",
 ]

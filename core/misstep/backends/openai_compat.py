@@ -5,7 +5,9 @@ total deadline (``timeout``, from sending to the reply's last byte) and a reply 
 (``max_reply_bytes``). 429 / 5xx / connection failures, timeouts and replies that are not a chat
 completion (not JSON, empty, no choices, no message, non-text content) are failed attempts, retried with
 exponential backoff; when the retries run out, :class:`~misstep.errors.ComponentError` names the
-endpoint and what it sent. Native tool calling sends the tools' schemas as ``tools=`` and reads the
+endpoint and what it sent.
+A conversation that ends with an assistant message asks for its continuation (vLLM's
+``continue_final_message``). Native tool calling sends the tools' schemas as ``tools=`` and reads the
 reply's ``tool_calls``; a server that returns a call as text content instead (``transformers serve``
 for a model without a response template) has it read with the agent's tool-call parser.
 """
@@ -173,6 +175,8 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             request["seed"] = params.seed
         if tools:
             request["tools"] = list(tools)
+        if messages and messages[-1].role == "assistant":  # continue it (vLLM's parameters for a prefill)
+            request["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         delay = self.options.backoff
         for attempt in range(self.options.retries + 1):
             try:
