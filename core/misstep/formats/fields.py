@@ -150,7 +150,7 @@ class RecordReader:
             score = float(correct) if score is None else score
         if correct is None:
             return None
-        return Verdict(correct=correct, score=score or 0.0)
+        return Verdict(correct=correct, score=score or 0.0, metrics={} if score is None else {"reward": score})
 
     def trajectory(self, row: dict[str, Any], line: int, messages: list[Message], *, prompt_len: int | None = None,
                    tools: Any = None, used: tuple[str, ...] = ()) -> Trajectory:

@@ -95,6 +95,7 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
             yield misstep.Example(
                 id=trajectory.id,
                 messages=[*self.hinted(prompt, candidate.cls), *trajectory.messages[trajectory.prompt_len:]],
+                tools=trajectory.tools,
                 metadata={
                     "task_id": trajectory.task_id,
                     "label": candidate.group,
