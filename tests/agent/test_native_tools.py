@@ -283,3 +283,15 @@ def test_tool_schemas_default_to_one_string_argument() -> None:
     assert Weather.schema()["function"]["description"] == "Today's weather in a city."
     assert Weather().argument({"city": "Paris", "days": 2}) == '{"city": "Paris", "days": 2}'
     assert Lookup().argument({"term": "x"}) == "x"
+
+
+def test_native_stages_ask_in_native_words_unless_the_recipe_sets_a_prompt(plugins) -> None:
+    collect = plugins.component("stage", "collect")
+    native = collect.Options.model_validate({"tasks": "jsonl", "verifier": "exact", "action_format": "native"})
+    assert native.prompt.instruction_text.startswith("Solve the task. Call the tools")
+    assert native.prompt.render("q")[-1].content == "Question: q" and native.prompt.acknowledgement is None
+    react = collect.Options.model_validate({"tasks": "jsonl", "verifier": "exact"})
+    assert react.prompt.preset == "math"
+    own = collect.Options.model_validate({"tasks": "jsonl", "verifier": "exact", "action_format": "native",
+                                          "prompt": {"preset": "qa"}})
+    assert own.prompt.preset == "qa"

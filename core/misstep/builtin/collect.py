@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from misstep.agent import STOP, Agent, Rollout, TrajectoryStore, rollout_seed
 from misstep.agent.loop import PromptTransform, rollout_key
@@ -42,6 +42,14 @@ class AgentOptions(TasksStage.Options):
         "tools' JSON schemas go to the model, which calls them natively and ends with a reply without a call")
     tool_parser: ParserRef = Field(default_factory=lambda: ParserRef(use="hermes"),
                                    description="native: how calls written as text are read (hermes, json)")
+
+    @model_validator(mode="after")
+    def _native_prompt(self) -> AgentOptions:
+        """Native tool calling asks in its own words unless the recipe sets `prompt:` (the ReAct presets
+        describe `tool[argument]` actions)."""
+        if self.action_format == "native" and "prompt" not in self.model_fields_set:
+            self.prompt = PromptTemplate(preset="tools", acknowledgement=None)
+        return self
 
 
 def unique_tasks(tasks: list[Task]) -> list[Task]:
