@@ -107,7 +107,6 @@ class Agent:
             raise ComponentError(f"max_turns and batch_size must be at least 1 (got {max_turns}, {batch_size})")
         if action_format == "native" and parser is None:
             raise ComponentError("action_format native needs a tool-call parser (e.g. `tool_parser: hermes`)")
-        self.action_format = action_format
         self.parser = parser
         self.toolbox = ToolBox(tools) if action_format == "native" else None
         self.backend = backend

@@ -37,5 +37,6 @@ class ToolBox:
         error = next(iter(sorted(self._validators[call.name].iter_errors(call.arguments), key=str)), None)
         if error is not None:
             where = "/".join(str(part) for part in error.absolute_path)
-            return f"the arguments of {call.name!r} do not fit its schema: {(where + ': ') if where else ''}{error.message}"
+            return (f"the arguments of {call.name!r} do not fit its schema: {(where + ': ') if where else ''}"
+                    f"{error.message}")
         return None

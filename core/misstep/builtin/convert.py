@@ -33,7 +33,8 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--reward-field", default="reward", show_default=True, help="Field holding a float or bool reward.")
     @click.option("--success-threshold", type=float, default=1.0, show_default=True,
                   help="A reward at least this high is a success.")
-    @click.option("--label-field", help="Field holding a success label (bool, 0/1, positive/negative, success/failure).")
+    @click.option("--label-field",
+                  help="Field holding a success label (bool, 0/1, positive/negative, success/failure).")
     @click.option("--task-field", default="task_id", show_default=True, help="Field naming the task.")
     @click.option("--trial-field", help="Field numbering a task's trials (default: their order).")
     @click.option("--id-field", default="id", show_default=True, help="Field holding the trajectory id.")

@@ -146,11 +146,13 @@ class RecordReader:
             score = self._parsed(row, line, fields.reward_field, _reward, "a number or bool")
             correct = score >= fields.success_threshold
         if fields.label_field and row.get(fields.label_field) is not None:
-            correct = self._parsed(row, line, fields.label_field, _label, f"a label ({', '.join(LABELS)}, a bool or 0/1)")
-            score = float(correct) if score is None else score
+            correct = self._parsed(row, line, fields.label_field, _label,
+                                   f"a label ({', '.join(LABELS)}, a bool or 0/1)")
         if correct is None:
             return None
-        return Verdict(correct=correct, score=score or 0.0, metrics={} if score is None else {"reward": score})
+        if score is None:
+            return Verdict(correct=correct, score=float(correct))
+        return Verdict(correct=correct, score=score, metrics={"reward": score})
 
     def trajectory(self, row: dict[str, Any], line: int, messages: list[Message], *, prompt_len: int | None = None,
                    tools: Any = None, used: tuple[str, ...] = ()) -> Trajectory:

@@ -91,7 +91,8 @@ def read_messages(raw: Any) -> list[Message]:
             seen.add(call.id)
             tool_calls.append(call)
         unanswered.extend(call.id for call in tool_calls)
-        fields: dict[str, Any] = {"role": role, "content": text_of(item.get("content"), index), "tool_calls": tool_calls}
+        fields: dict[str, Any] = {"role": role, "content": text_of(item.get("content"), index),
+                                  "tool_calls": tool_calls}
         if role == "tool":
             call_id = item.get("tool_call_id") or (unanswered[0] if unanswered else None)
             if call_id is None or call_id not in unanswered:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from misstep.datamodel import Trajectory, Verdict
+from misstep.datamodel import Message, Trajectory, Verdict
 from misstep.formats.fields import FieldMap, RecordReader, json_value, record_fields
 from misstep.formats.messages import MessageError, read_messages, write_messages
 from misstep.formats.openai import read_chat, write_chat
@@ -29,7 +29,8 @@ def write_sft(trajectories: Iterable[Trajectory], fields: FieldMap) -> Iterator[
     return write_chat(trajectories, fields, arguments_as_text=False, null_content=False)
 
 
-def _conversation(reader: RecordReader, row: dict[str, Any], line: int, parts: tuple[str, ...]) -> tuple[list[Any], int]:
+def _conversation(reader: RecordReader, row: dict[str, Any], line: int,
+                  parts: tuple[str, ...]) -> tuple[list[Message], int]:
     """The messages of ``parts`` (fields of ``row``) read as one conversation, and the length of the first."""
     lists = []
     for part in parts:
@@ -71,7 +72,8 @@ def write_dpo(trajectories: Iterable[Trajectory], fields: FieldMap, *, per_task:
         row: dict[str, Any] = {fields.id_field: pair.id}
         if fields.task_field:
             row[fields.task_field] = pair.metadata["task_id"]
-        row.update({key: pair.metadata[key] for key in ("chosen_id", "rejected_id", "chosen_reward", "rejected_reward")})
+        row.update({key: pair.metadata[key]
+                    for key in ("chosen_id", "rejected_id", "chosen_reward", "rejected_reward")})
         if pair.tools:
             row["tools"] = pair.tools
         for side in ("prompt", "chosen", "rejected"):
