@@ -17,7 +17,7 @@ from misstep.errors import MisstepError, RecipeError
 from misstep.plugins import get_plugins
 from misstep.recipe import load_recipe
 from misstep.scaffold import scaffold_plugin
-from misstep.stages import default_run_dir, run_recipe
+from misstep.runner import default_run_dir, run_recipe
 
 SET_HELP = "Override a recipe value: KEY.PATH=VALUE (VALUE is YAML). Repeatable; stages by name or index."
 
@@ -63,7 +63,7 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages.")
 def run(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, force: bool, quiet: bool) -> None:
     """Run RECIPE's stages in order; a re-run skips stages that already finished."""
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(recipe, overrides, plugins=get_plugins())
     result = run_recipe(loaded, run_dir=run_dir, force=force, quiet=quiet)
     click.echo(f"Run finished: {result.dir}")
 
@@ -73,7 +73,7 @@ def run(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, force: b
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
     """Check RECIPE without running it: every problem is listed with its YAML path and line."""
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(recipe, overrides, plugins=get_plugins())
     stages = ", ".join(f"{s.label} ({s.use})" for s in loaded.stages)
     click.echo(f"{recipe}: valid. Stages: {stages}. Run folder: {default_run_dir(loaded)}")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import ComponentError
-from misstep.recipe import ModelSpec
+from misstep.specs import Dtype, ModelSpec
 
 SMOLLM2 = "smollm2-135m-instruct"
 MODEL_INFO = "misstep.json"  # written by the train stage beside the weights or adapter it saves
@@ -105,25 +105,40 @@ def resolve_model(path: str) -> Path:
     )
 
 
-def trained_spec(folder: str | Path, *, dtype: str = "auto") -> ModelSpec:
+def model_info(folder: str | Path) -> dict[str, Any] | None:
+    """What the ``train`` stage recorded in a model folder's ``misstep.json`` (base model, adapter or not,
+    reformatter, loss, recipe, stage); None for a folder without one."""
+    info = Path(folder).expanduser() / MODEL_INFO
+    if not info.is_file():
+        return None
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ComponentError(f"{info}: not valid JSON ({error}); retrain the model or remove the file") from None
+    if not isinstance(data, dict):
+        raise ComponentError(f"{info}: not a misstep model description (a JSON object); retrain the model or "
+                             "remove the file")
+    return data
+
+
+def trained_spec(folder: str | Path, *, dtype: Dtype = "auto") -> ModelSpec:
     """A loadable spec for a model folder the ``train`` stage saved (its ``misstep.json`` says what it is).
 
     A LoRA adapter becomes its base model with the adapter (and the adapter folder's tokenizer); full
     weights, or any folder without ``misstep.json``, load as they are.
     """
     folder = Path(folder).expanduser()
-    info = folder / MODEL_INFO
-    if not info.is_file():
-        return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
+    info = model_info(folder)
+    if info is None:
+        return ModelSpec(path=str(folder), dtype=dtype)
     try:
-        data = json.loads(info.read_text(encoding="utf-8"))
-        base, adapter = data["base"], bool(data["adapter"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ComponentError(f"{info}: not a valid misstep model description ({error!r}); retrain the model or "
-                             "remove the file") from None
+        base, adapter = info["base"], bool(info["adapter"])
+    except KeyError as error:
+        raise ComponentError(f"{folder / MODEL_INFO}: not a valid misstep model description (no {error}); retrain "
+                             "the model or remove the file") from None
     if not adapter:
-        return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
-    return ModelSpec(path=base, adapter=str(folder), tokenizer=str(folder), dtype=dtype)  # type: ignore[arg-type]
+        return ModelSpec(path=str(folder), dtype=dtype)
+    return ModelSpec(path=base, adapter=str(folder), tokenizer=str(folder), dtype=dtype)
 
 
 def _expanded(spec: ModelSpec) -> ModelSpec:

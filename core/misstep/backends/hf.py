@@ -20,7 +20,7 @@ from misstep.backends import cut_at_stop
 from misstep.components import Backend, Options, Sampling
 from misstep.datamodel import Message
 from misstep.errors import ComponentError
-from misstep.recipe import ModelSpec
+from misstep.specs import ModelSpec
 from misstep.training.encode import chat_messages
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 from misstep.components import Options, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import iter_json_rows, read_jsonl
 
 
@@ -64,10 +64,10 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
 
 
 @hookimpl
-def register_tasks(register):  # type: ignore[no-untyped-def]
+def register_tasks(register: Register) -> None:
     register(JsonlTasks)
 
 
 @hookimpl
-def register_sources(register):  # type: ignore[no-untyped-def]
+def register_sources(register: Register) -> None:
     register(TrajectoryFile)

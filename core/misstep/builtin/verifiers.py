@@ -22,7 +22,7 @@ from pydantic import Field
 
 from misstep.components import Options, Verifier
 from misstep.datamodel import Message, Task, Verdict
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 
 _EXPONENT = r"(?:[eE][-+]?\d{1,3})?"  # at most 3 digits: "1e999999999" must not build a huge integer
 _NUMBER = rf"[-+]?(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d*)?{_EXPONENT}|[-+]?\.\d+{_EXPONENT}"
@@ -192,7 +192,7 @@ class YesNoVerifier(Verifier["YesNoVerifier.Options"]):
 
 
 @hookimpl
-def register_verifiers(register):  # type: ignore[no-untyped-def]
+def register_verifiers(register: Register) -> None:
     register(NumericVerifier)
     register(QAVerifier)
     register(YesNoVerifier)

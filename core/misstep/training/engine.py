@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict
 from misstep.components import Loss
 from misstep.errors import MisstepError
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
-from misstep.recipe import LoraSpec, LossRef, ModelSpec
+from misstep.specs import LoraSpec, ModelSpec
 from misstep.training.encode import Encoded
+from misstep.training.token_loss import ExampleInfo
 
 RESULT = "result.json"
 
@@ -46,19 +47,14 @@ class Job(BaseModel):
     arguments: dict[str, Any]  # transformers TrainingArguments
 
 
-def build_loss(spec: dict[str, Any]) -> Loss[Any]:
-    """The loss component a job names (looked up in the installed plugins)."""
-    ref = LossRef.model_validate(spec).resolve()
-    return ref.build()  # type: ignore[no-any-return]
-
-
 def read_dataset(path: Path, ranked: bool) -> list[Any]:
     """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked ones."""
     with path.open(encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
     if ranked:
         return rows
-    return [Encoded(row["input_ids"], row["labels"], row["weights"], False) for row in rows]
+    return [Encoded(row["input_ids"], row["labels"], row["weights"], False, ExampleInfo(**row["example"]))
+            for row in rows]
 
 
 @dataclass
@@ -161,14 +157,11 @@ def cpu_deepspeed_state(job: Job) -> dict[str, Any]:
     return {"accelerator_config": {"use_configured_state": True}}
 
 
-def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
-    """Run the job (in every process of a distributed launch); the main process saves the model.
-
-    ``loss`` defaults to the job's loss looked up in the installed plugins.
-    """
+def train(job: Job, loss: Loss[Any]) -> dict[str, Any]:
+    """Run the job with ``loss`` (the component ``job.loss`` names), in every process of a distributed
+    launch; the main process saves the model."""
     from transformers import TrainingArguments, set_seed
 
-    loss = loss or build_loss(job.loss)
     try:
         arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments, **cpu_deepspeed_state(job))
     except ValueError as error:  # e.g. an unknown lr_scheduler

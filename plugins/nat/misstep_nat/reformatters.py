@@ -90,6 +90,7 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
             yield misstep.Example(
                 id=trajectory.id,
                 messages=[*self.hinted(prompt, candidate.cls), *trajectory.messages[trajectory.prompt_len:]],
+                label=candidate.group,
                 metadata={
                     "task_id": trajectory.task_id,
                     "label": candidate.group,

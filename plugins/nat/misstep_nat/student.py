@@ -77,8 +77,7 @@ class Student(misstep.Stage["Student.Options"]):
         stage = self.options.corpus
         if stage is None:
             return None
-        outputs = ctx.run.outputs.get(stage, {})
-        key, kind = ("trajectories", misstep.Trajectory) if "trajectories" in outputs else ("tasks", misstep.Task)
+        key, kind = ("trajectories", misstep.Trajectory) if ctx.has_output(stage, "trajectories") else ("tasks", misstep.Task)
         records = list(misstep.read_jsonl(ctx.output(stage, key), kind))
         lines = [text for record in records for text in record_text(record)]
         if not lines:

@@ -113,9 +113,9 @@ def collect_points(run: Any, points: list[Point], data: dict[str, Any]) -> list[
         point.avg_turns = float(outputs["avg_turns"])
         point.count = int(outputs["count"])
         train = by_label.get(str(by_label[point.stage].get("model")), {})
-        summary = run.outputs.get(str(train.get("examples")), {}).get("summary")
-        if isinstance(summary, dict) and "path" in summary:
-            kept = json.loads((run.dir / summary["path"]).read_text()).get("kept", {})
+        summary = run.output(str(train.get("examples")), "summary", None)
+        if summary is not None:
+            kept = json.loads(summary.read_text()).get("kept", {})
             point.positives, point.negatives = kept.get("positive"), kept.get("negative")
     return points
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_trice.answers import states_answer
 from misstep_trice.execution import build_tools, execute
-from misstep_trice.generation import generate, read_tasks
+from misstep_trice.generation import generate
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
 
 Outcome = Literal["student", "teacher", "no-call", "wrong-call", "leaked-answer"]
@@ -62,7 +62,7 @@ class Stage1(misstep.Stage["Stage1.Options"]):
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         opts = self.options
-        tasks = read_tasks(ctx, opts.tasks)
+        tasks = ctx.read_tasks(opts.tasks)
         path = ctx.dir / "decisions.jsonl"
         with misstep.JsonlAppender(path) as appender:
             done = {d.task_id for d in misstep.read_jsonl(path, Decision)}
