@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from misstep.runner import run_recipe
     from misstep.specs import LoraSpec, ModelSpec
     from misstep.training.encode import Encoded, encode_example
+    from misstep.training.packing import collate_packed, collate_padded
     from misstep.training.token_loss import (
         IGNORE_INDEX,
         ExampleInfo,
@@ -91,6 +92,7 @@ _EXPORTS = {
     "run_recipe": "misstep.runner",
     **dict.fromkeys(["LoraSpec", "ModelSpec"], "misstep.specs"),
     **dict.fromkeys(["Encoded", "encode_example"], "misstep.training.encode"),
+    **dict.fromkeys(["collate_packed", "collate_padded"], "misstep.training.packing"),
     **dict.fromkeys(["IGNORE_INDEX", "ExampleInfo", "TokenScores", "aligned_cross_entropy", "model_inputs",
                      "score_logits", "token_logprobs"], "misstep.training.token_loss"),
 }

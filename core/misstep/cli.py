@@ -16,7 +16,7 @@ from misstep.components import KINDS
 from misstep.errors import MisstepError, RecipeError
 from misstep.plugins import get_plugins
 from misstep.recipe import load_recipe
-from misstep.scaffold import scaffold_plugin
+from misstep.scaffold import SCAFFOLD_KINDS, scaffold_plugin
 from misstep.runner import default_run_dir, run_recipe
 
 SET_HELP = "Override a recipe value: KEY.PATH=VALUE (VALUE is YAML). Repeatable; stages by name or index."
@@ -131,11 +131,14 @@ def _type_name(annotation: object) -> str:
 
 @cli.command("new-plugin")
 @click.argument("name")
+@click.option("--kind", type=click.Choice(list(SCAFFOLD_KINDS)), default="tool", show_default=True,
+              help="The kind of component the plugin holds.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where to create the plugin folder.")
-def new_plugin(name: str, directory: Path) -> None:
-    """Scaffold a plugin distribution NAME: pyproject with entry point, one tool component and a test."""
-    folder = scaffold_plugin(name, directory)
+def new_plugin(name: str, kind: str, directory: Path) -> None:
+    """Scaffold a plugin distribution NAME: pyproject with entry point, one working component of KIND and
+    a test that passes as generated."""
+    folder = scaffold_plugin(name, directory, kind)
     click.echo(f"Created {folder}. Next: pip install -e {folder} && misstep plugins")
 
 

@@ -42,7 +42,8 @@ def _fingerprint(stage: StageRef, recipe: Recipe, previous: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _serialise(value: Any, run_dir: Path) -> Any:
+def serialise(value: Any, run_dir: Path) -> Any:
+    """Outputs as ``stage.json`` stores them: paths relative to the run folder, as ``{"path": ...}``."""
     if isinstance(value, Path):
         path = value.resolve()
         try:
@@ -50,9 +51,9 @@ def _serialise(value: Any, run_dir: Path) -> Any:
         except ValueError:
             return {"path": str(path)}
     if isinstance(value, dict):
-        return {str(k): _serialise(v, run_dir) for k, v in value.items()}
+        return {str(k): serialise(v, run_dir) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_serialise(v, run_dir) for v in value]
+        return [serialise(v, run_dir) for v in value]
     return value
 
 
@@ -117,7 +118,7 @@ def run_recipe(recipe: Recipe, *, run_dir: str | Path | None = None, plugins: Pl
         ctx = StageContext(run=run, name=name, dir=stage_dir, spec=spec)
         _say(run, f"stage {name!r} ({spec.use}) running")
         plugins.before_stage(ctx)
-        outputs = _serialise(spec.build().run(ctx) or {}, root)
+        outputs = serialise(spec.build().run(ctx) or {}, root)
         seconds = round(time.time() - started, 3)
         _write_state(
             stage_dir,
