@@ -39,6 +39,15 @@ def test_builtins_and_first_party_plugins_load():
     assert plugins.failures == {}
 
 
+def test_every_builtin_module_is_listed():
+    import pkgutil
+
+    import misstep.builtin
+
+    modules = {f"misstep.builtin.{m.name}" for m in pkgutil.iter_modules(misstep.builtin.__path__)}
+    assert set(BUILTINS) == modules and len(BUILTINS) == len(modules)
+
+
 def test_third_party_entry_point_is_discovered(installed):
     installed("misstep-shout", "shout", TOOL_PLUGIN)
     plugins = Plugins()
