@@ -148,7 +148,7 @@ def main() -> None:
     from misstep.plugins import PluginWarning
 
     warnings.simplefilter("default", PluginWarning)
-    warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"  # type: ignore[assignment]
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
     try:
         get_plugins().register_commands(cli)
     except MisstepError as error:

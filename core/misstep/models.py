@@ -73,7 +73,7 @@ def _convert_gguf(file: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(tmp)
-        model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
         model.hf_quantizer = None  # the tensors were dequantised on load: save them as plain weights
         model.config.__dict__.pop("quantization_config", None)
         model.save_pretrained(tmp)
@@ -176,7 +176,7 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     spec = _expanded(spec)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
+    model: Any = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
     if spec.adapter:
         from peft import PeftModel
 

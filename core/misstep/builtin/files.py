@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import Field
 
-from misstep.components import Options, TaskLoader, TrajectorySource
+from misstep import components
+from misstep.components import TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
 from misstep.hookspecs import Register, hookimpl
@@ -20,7 +21,7 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
 
     name = "jsonl"
 
-    class Options(Options):
+    class Options(components.Options):
         path: Path
         question: str = Field(default="question", description="field holding the question")
         answer: str | None = Field(default="answer", description="field holding the gold answer")
@@ -56,7 +57,7 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
 
     name = "trajectories"
 
-    class Options(Options):
+    class Options(components.Options):
         path: Path
 
     def trajectories(self, ctx: Any) -> Iterator[Trajectory]:

@@ -10,7 +10,7 @@ from misstep.hookspecs import Register, hookimpl
 from misstep.training.token_loss import token_logprobs
 
 
-class SFT(Loss["SFT.Options"]):
+class SFT(Loss[Options]):
     """Supervised fine-tuning: token-weighted cross-entropy normalised by the number of trained tokens.
 
     ``loss = sum_t(w_t * CE_t) / #trained tokens`` with ``w_t`` the message weight (or a weight span's)
@@ -22,9 +22,6 @@ class SFT(Loss["SFT.Options"]):
 
     name = "sft"
     per_token = True
-
-    class Options(Options):
-        pass
 
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         scores = token_logprobs(model, batch)

@@ -69,7 +69,7 @@ class ReformatStage(Stage["ReformatStage.Options"]):
     def _trajectories(self, ctx: StageContext) -> Iterator[Trajectory]:
         if self.options.source is not None:
             yield from self.options.source.build().trajectories(ctx)
-        else:
+        elif self.options.trajectories is not None:  # the options hold exactly one of the two
             yield from read_jsonl(ctx.output(self.options.trajectories, "trajectories"), Trajectory)
 
     def _tasks(self, ctx: StageContext) -> dict[str, Task]:

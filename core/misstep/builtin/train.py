@@ -136,10 +136,11 @@ class TrainStage(Stage["TrainStage.Options"]):
                                f"set `max_length:` to at most {context}")
         tokenizer = load_tokenizer(model)
         kept = truncated = tokens = total = 0
+        kind: type[RankedExample] | type[Example] = RankedExample if ranked else Example
         with (ctx.dir / "dataset.jsonl").open("w", encoding="utf-8") as out:
-            for record in ctx.progress(read_jsonl(path, RankedExample if ranked else Example), desc="encoding"):
+            for record in ctx.progress(read_jsonl(path, kind), desc="encoding"):
                 total += 1
-                if ranked:
+                if isinstance(record, RankedExample):
                     features = encode_ranked(record, tokenizer, opts.max_length)
                     truncated += features is None
                     if features is None:

@@ -93,7 +93,7 @@ class NumericVerifier(Verifier["NumericVerifier.Options"]):
         value = parse_number(prediction, last=self.options.last_number)
         if value is None:
             return Verdict(correct=False, prediction=prediction, feedback=f"no number in the answer {prediction!r}")
-        correct = abs(value - expected) <= self.options.tolerance * max(1, abs(expected))
+        correct = abs(value - expected) <= self.options.tolerance * max(Fraction(1), abs(expected))
         return Verdict(correct=correct, score=float(correct), prediction=prediction,
                        feedback=None if correct else f"expected {_show(expected)}, got {_show(value)}")
 

@@ -34,9 +34,14 @@ from misstep.training.token_loss import IGNORE_INDEX, ExampleInfo
 class Features(Protocol):
     """An encoded example: token ids with per-token labels and loss weights, all the same length."""
 
-    input_ids: Sequence[int]
-    labels: Sequence[int]
-    weights: Sequence[float]
+    @property
+    def input_ids(self) -> Sequence[int]: ...
+
+    @property
+    def labels(self) -> Sequence[int]: ...
+
+    @property
+    def weights(self) -> Sequence[float]: ...
 
 
 def _checked(features: Sequence[Features]) -> Sequence[Features]:

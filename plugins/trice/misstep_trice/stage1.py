@@ -11,6 +11,7 @@ whose argument merely restates the gold answer it was shown (``calculator(72)``)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import misstep
@@ -95,7 +96,7 @@ class Stage1(misstep.Stage["Stage1.Options"]):
             "outcomes": dict(outcomes),
         }
 
-    def _decide(self, ctx: misstep.StageContext, tasks: list[misstep.Task]):  # type: ignore[no-untyped-def]
+    def _decide(self, ctx: misstep.StageContext, tasks: list[misstep.Task]) -> Iterator[Decision]:
         opts = self.options
         verifier = opts.verifier.build()
         tools = build_tools(opts.tools)

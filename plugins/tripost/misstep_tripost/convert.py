@@ -128,9 +128,9 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
         golds = []
         for task_id in order if opts.gold else []:
             task = tasks.get(task_id)
-            text = gold_text(task, feedback=True) if task is not None else None
-            if text is not None and (question_prompt(task.question), text) not in seen:
-                golds.append((f"gold/{task_id}", question_prompt(task.question), text))
+            rationale = gold_text(task, feedback=True) if task is not None else None
+            if task is not None and rationale is not None and (question_prompt(task.question), rationale) not in seen:
+                golds.append((f"gold/{task_id}", question_prompt(task.question), rationale))
         gold = rng.sample(golds, min(len(non_improvement), len(golds)))
         examples = [
             misstep.Example(id=example_id, messages=[misstep.Message(role="user", content=question),

@@ -111,7 +111,7 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
                                              seed=zlib.crc32(f"{ctx.seed}-{task.id}-{sample}".encode()))
                             for task, sample in chunk]
                 replies = backend.generate(conversations, sampling)
-                edits = edit_replies([task for task, _ in chunk], replies, critic, opts.improver.improve,  # type: ignore[arg-type]
+                edits = edit_replies([task for task, _ in chunk], replies, critic, opts.improver.improve,
                                      max_updates=opts.max_updates, max_attempt_words=opts.max_attempt_words)
                 for edit, (_, sample) in zip(edits, chunk):
                     trajectory = edit_trajectory(edit, sample, backend.model_name, opts.temperature)
