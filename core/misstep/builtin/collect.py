@@ -65,6 +65,7 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
             ctx.log(f"resuming: {len(rollouts) - len(todo)} of {len(rollouts)} trajectories already stored")
         if todo:
             backend = ctx.backend(options.backend, model)
+            ctx.log(f"backend {backend.name}: {backend.settings()}")
             try:
                 agent = Agent(
                     backend,

@@ -30,6 +30,7 @@ from misstep.models import (
     resolve_model,
     trained_spec,
 )
+from misstep.precision import Choice, choose
 from misstep.recipe import LossRef, StageInput, dump_recipe
 from misstep.specs import ModelSpec
 
@@ -82,7 +83,8 @@ class TrainStage(Stage["TrainStage.Options"]):
         gradient_accumulation: int = Field(default=1, gt=0)
         max_length: int = Field(default=1024, gt=1, description="tokens; longer examples are cut (reported)")
         precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-            default="auto", description="auto: bf16 on a GPU that has it, else fp32")
+            default="auto", description="auto: bf16 autocast (float32 master weights) on a GPU or CPU with native "
+            "bf16, else fp32")
         gradient_checkpointing: bool = False
         packing: Literal["auto"] | bool = Field(
             default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked losses)")
@@ -211,11 +213,12 @@ class TrainStage(Stage["TrainStage.Options"]):
     def _arguments(self, ctx: StageContext, cuda: bool, deepspeed: dict[str, Any] | None) -> dict[str, Any]:
         """transformers TrainingArguments from the options."""
         opts = self.options
-        precision = opts.precision
-        if precision == "auto":
-            precision = "bf16" if cuda and _bf16() else "fp32"
-        if precision in ("bf16", "fp16") and not cuda:
-            raise MisstepError(f"precision {precision} needs a GPU; on CPU use `precision: fp32` (or auto)")
+        if opts.precision == "auto" and deepspeed is not None and not cuda:
+            choice = Choice("fp32", "auto: DeepSpeed without a GPU trains in float32")
+        else:
+            choice = choose(opts.precision, cuda=cuda)
+        ctx.log(f"precision {choice}")
+        precision = choice.precision
         seed = opts.seed if opts.seed is not None else ctx.seed
         return {
             "num_train_epochs": opts.epochs,
@@ -299,12 +302,6 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _bf16() -> bool:
-    import torch
-
-    return torch.cuda.is_bf16_supported()
 
 
 def _device_count() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import misstep
 
-from misstep_nat import commands
+from misstep_nat import commands, corpus
 from misstep_nat.arithmetic import ArithmeticWordProblems
 from misstep_nat.compare import Compare
 from misstep_nat.importer import NatTrajectories
@@ -44,3 +44,4 @@ def register_stages(register: misstep.Register) -> None:
 @misstep.hookimpl
 def register_commands(cli: click.Group) -> None:
     commands.register(cli)
+    corpus.register(cli)
