@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from misstep.recipe import BackendRef, Recipe, StageRef
 
 T = TypeVar("T")
-REQUIRED: Any = object()  # marks a missing default: a missing output is an error
+_REQUIRED: Any = object()  # marks a missing default: a missing output is an error
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Run:
         """Whether ``stage`` finished and returned an output named ``key``."""
         return key in self.outputs.get(stage, {})
 
-    def output(self, stage: str, key: str, default: Any = REQUIRED) -> Any:
+    def output(self, stage: str, key: str, default: Any = _REQUIRED) -> Any:
         """The output ``key`` of the finished stage ``stage``; paths come back absolute.
 
         Without ``default``, a stage that has not run or has no such output is a MisstepError.
@@ -90,7 +90,7 @@ class StageContext:
         """Whether the earlier stage ``stage`` returned an output named ``key``."""
         return self.run.has_output(stage, key)
 
-    def output(self, stage: str, key: str, default: Any = REQUIRED) -> Any:
+    def output(self, stage: str, key: str, default: Any = _REQUIRED) -> Any:
         """An output of an earlier stage; paths come back as absolute :class:`Path` objects.
 
         Without ``default``, a stage that has not run or has no such output is a MisstepError.
@@ -136,7 +136,7 @@ class StageContext:
 
 def _output(run: Run, stage: str, key: str, default: Any, reader: str | None) -> Any:
     if not run.has_output(stage, key):
-        if default is not REQUIRED:
+        if default is not _REQUIRED:
             return default
         who = f"stage {reader!r}" if reader else "this command"
         if stage not in run.outputs:
