@@ -4,7 +4,7 @@
 template) that every misstep component loads like any other local model; ``teach(folder, pairs)``
 fine-tunes it to give chosen replies; ``served(folder, log)``
 runs ``transformers serve`` on it for the ``openai`` backend; ``stage_context(folder, plugins)`` is
-what a stage, source or reformatter sees inside a run. Plugin authors use them in their own tests:
+what a stage or source sees inside a run. Plugin authors use them in their own tests:
 nothing is downloaded.
 """
 
