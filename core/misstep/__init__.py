@@ -42,7 +42,18 @@ if TYPE_CHECKING:
     )
     from misstep.errors import ComponentError, DataError, MisstepError, PluginError, RecipeError
     from misstep.hookspecs import Register, hookimpl
-    from misstep.jsonl import JsonlAppender, iter_json_rows, read_jsonl, write_jsonl
+    from misstep.jsonl import (
+        AllowEmpty,
+        JsonlAppender,
+        iter_json_rows,
+        nonempty,
+        read_json,
+        read_jsonl,
+        read_text,
+        text_lines,
+        validate_record,
+        write_jsonl,
+    )
     from misstep.models import MODEL_INFO, model_info, resolve_model, trained_spec
     from misstep.plugins import Plugins, get_plugins
     from misstep.prompts import PromptTemplate
@@ -62,6 +73,7 @@ if TYPE_CHECKING:
     )
     from misstep.runner import run_recipe
     from misstep.specs import LoraSpec, ModelSpec
+    from misstep.summary import grouped_metrics, markdown_table, save_metrics
     from misstep.training.encode import Encoded, encode_example
     from misstep.training.packing import collate_packed, collate_padded
     from misstep.training.token_loss import (
@@ -83,7 +95,8 @@ _EXPORTS = {
                      "Trajectory", "Verdict", "WeightSpan"], "misstep.datamodel"),
     **dict.fromkeys(["ComponentError", "DataError", "MisstepError", "PluginError", "RecipeError"], "misstep.errors"),
     **dict.fromkeys(["Register", "hookimpl"], "misstep.hookspecs"),
-    **dict.fromkeys(["JsonlAppender", "iter_json_rows", "read_jsonl", "write_jsonl"], "misstep.jsonl"),
+    **dict.fromkeys(["AllowEmpty", "JsonlAppender", "iter_json_rows", "nonempty", "read_json", "read_jsonl", "read_text",
+                     "text_lines", "validate_record", "write_jsonl"], "misstep.jsonl"),
     **dict.fromkeys(["MODEL_INFO", "model_info", "resolve_model", "trained_spec"], "misstep.models"),
     **dict.fromkeys(["Plugins", "get_plugins"], "misstep.plugins"),
     "PromptTemplate": "misstep.prompts",
@@ -91,6 +104,7 @@ _EXPORTS = {
                      "ToolRef", "VerifierRef", "dump_recipe", "load_recipe", "validate_recipe"], "misstep.recipe"),
     "run_recipe": "misstep.runner",
     **dict.fromkeys(["LoraSpec", "ModelSpec"], "misstep.specs"),
+    **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
     **dict.fromkeys(["Encoded", "encode_example"], "misstep.training.encode"),
     **dict.fromkeys(["collate_packed", "collate_padded"], "misstep.training.packing"),
     **dict.fromkeys(["IGNORE_INDEX", "ExampleInfo", "TokenScores", "aligned_cross_entropy", "model_inputs",

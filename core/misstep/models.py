@@ -14,7 +14,6 @@ GGUF files are dequantised once into a model folder under the cache (``$MISSTEP_
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import ComponentError
+from misstep.jsonl import read_json
 from misstep.specs import Dtype, ModelSpec
+from misstep.training.checkpoints import weights_problem
 
 SMOLLM2 = "smollm2-135m-instruct"
 MODEL_INFO = "misstep.json"  # written by the train stage beside the weights or adapter it saves
@@ -111,10 +112,7 @@ def model_info(folder: str | Path) -> dict[str, Any] | None:
     info = Path(folder).expanduser() / MODEL_INFO
     if not info.is_file():
         return None
-    try:
-        data = json.loads(info.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ComponentError(f"{info}: not valid JSON ({error}); retrain the model or remove the file") from None
+    data = read_json(info)
     if not isinstance(data, dict):
         raise ComponentError(f"{info}: not a misstep model description (a JSON object); retrain the model or "
                              "remove the file")
@@ -176,7 +174,9 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     spec = _expanded(spec)
-    model: Any = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
+    folder = resolve_model(spec.path)
+    _check_weights(folder)
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(spec))
     if spec.adapter:
         from peft import PeftModel
 
@@ -184,8 +184,17 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
         if not (adapter / "adapter_config.json").exists():
             raise ComponentError(f"model.adapter {spec.adapter!r} has no adapter_config.json: point it at a folder "
                                  "a LoRA training saved")
+        _check_weights(adapter)
         model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     return model
+
+
+def _check_weights(folder: Path) -> None:
+    """Refuse a model folder whose weights file is cut short (a save was interrupted)."""
+    problem = weights_problem(folder)
+    if problem is not None:
+        raise ComponentError(f"the weights {problem}: was their save interrupted? Re-run the stage that wrote them "
+                             "(misstep run ... --force) or replace the file")
 
 
 def merge_adapter(spec: ModelSpec, out: Path) -> Path:

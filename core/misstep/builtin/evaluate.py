@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import click
 from pydantic import Field
 
-from misstep.agent import markdown_table, report
+from misstep.agent import report
 from misstep.agent.loop import PromptTransform
 from misstep.agent.store import trajectory_key
 from misstep.builtin.collect import AgentOptions, rollouts_for, run_agent, unique_tasks
@@ -26,12 +26,14 @@ from misstep.context import StageContext
 from misstep.datamodel import Trajectory
 from misstep.errors import ComponentError, RecipeError
 from misstep.hookspecs import Register, hookimpl
-from misstep.jsonl import read_jsonl, write_jsonl
+from misstep.jsonl import read_jsonl, read_text, write_jsonl
 from misstep.models import MODEL_INFO, model_info
 from misstep.plugins import Plugins, get_plugins
+from misstep.prompts import PRESETS
 from misstep.recipe import ReformatterRef, StageInput, validate_recipe
 from misstep.runner import run_recipe
 from misstep.specs import ModelSpec
+from misstep.summary import save_metrics
 
 
 def stored_reformatter(model: ModelSpec, plugins: Plugins) -> tuple[PromptTransform, str] | None:
@@ -80,17 +82,10 @@ class EvaluateStage(Stage["EvaluateStage.Options"]):
         wanted = {rollout.key for rollout in rollouts}
         trajectories = [t for t in read_jsonl(store.path, Trajectory) if trajectory_key(t) in wanted]
         result = report(trajectories, {task.id: task for task in tasks})
-        metrics_path = ctx.dir / "metrics.json"
-        metrics_path.write_text(json.dumps({
-            "model": model.path,
-            "inference_prompt": reformatter,
-            "temperature": opts.temperature,
-            "metrics": result,
-        }, indent=2))
-        table = markdown_table(result)
         hint = f", inference prompt of reformatter `{reformatter}`" if reformatter else ""
-        table_path = ctx.dir / "metrics.md"
-        table_path.write_text(f"Model `{model.path}`{hint}, temperature {opts.temperature:g}.\n\n{table}")
+        metrics_path, table_path, table = save_metrics(
+            ctx.dir, result, info={"model": model.path, "inference_prompt": reformatter, "temperature": opts.temperature},
+            title=f"Model `{model.path}`{hint}, temperature {opts.temperature:g}.")
         ctx.log("\n" + table)
         return {"metrics": metrics_path, "table": table_path, "trajectories": store.path, "tasks": tasks_path,
                 "inference_prompt": reformatter, **result["all"]}
@@ -115,7 +110,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N tasks.")
     @click.option("--verifier", default="numeric", show_default=True, help="Verifier that judges answers.")
     @click.option("--tool", "tools", multiple=True, help="A tool the agent may call (e.g. calculate). Repeatable.")
-    @click.option("--preset", type=click.Choice(["math", "qa", "strategyqa"]), default="math", show_default=True,
+    @click.option("--preset", type=click.Choice(list(PRESETS)), default="math", show_default=True,
                   help="NAT instruction wording.")
     @click.option("--max-turns", type=click.IntRange(min=1), default=7, show_default=True)
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -148,7 +143,7 @@ def register_commands(cli: click.Group) -> None:
         recipe = validate_recipe({"name": "eval", "model": {"path": model}, "stages": [stage]}, plugins=plugins,
                                  file="misstep eval")
         run = run_recipe(recipe, run_dir=out, quiet=quiet)
-        click.echo(run.output("evaluate", "table").read_text())
+        click.echo(read_text(run.output("evaluate", "table")))
         click.echo(f"Metrics: {run.output('evaluate', 'metrics')}")
 
 

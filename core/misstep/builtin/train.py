@@ -20,9 +20,9 @@ from pydantic import Field
 from misstep.components import Loss, Options, Stage
 from misstep.context import StageContext
 from misstep.datamodel import Example, RankedExample
-from misstep.errors import MisstepError
+from misstep.errors import DataError, MisstepError
 from misstep.hookspecs import Register, hookimpl
-from misstep.jsonl import read_jsonl
+from misstep.jsonl import read_json, read_jsonl
 from misstep.models import (
     ALIASES,
     MODEL_INFO,
@@ -112,8 +112,8 @@ class TrainStage(Stage["TrainStage.Options"]):
             stats_file.write_text(json.dumps(stats, indent=2) + "\n")
             self._train(ctx, model, loss.ranked)
             shutil.rmtree(ctx.dir / "checkpoints", ignore_errors=True)  # the model is saved: no resume needed
-        stats = json.loads(stats_file.read_text())
-        result = json.loads(result_file.read_text())
+        stats = read_json(stats_file)
+        result = read_json(result_file)
         ctx.log(f"trained {result['steps']} steps, loss {result['train_loss']:.4f} -> {output}")
         return {"model": output, "train_loss": result["train_loss"], "steps": result["steps"], **stats}
 
@@ -208,7 +208,7 @@ class TrainStage(Stage["TrainStage.Options"]):
 
             ctx.log(f"launching {processes} training processes (torchrun)")
             return launch(job, ctx.dir, processes, quiet=ctx.run.quiet)
-        return train(job, loss=opts.loss.build())  # built here: the recipe's plugins, not only installed ones
+        return train(job, loss=opts.loss.build(), log=ctx.log)  # the loss built here: the recipe's plugins too
 
     def _arguments(self, ctx: StageContext, cuda: bool, deepspeed: dict[str, Any] | None) -> dict[str, Any]:
         """transformers TrainingArguments from the options."""
@@ -281,10 +281,9 @@ def _deepspeed_config(value: str | dict[str, Any] | None, folder: Path) -> dict[
         if not path.is_file():
             raise MisstepError(f"deepspeed: {value!r} is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a "
                                "JSON file")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise MisstepError(f"deepspeed: {path} is not valid JSON ({error})") from None
+        config = read_json(path)
+        if not isinstance(config, dict):
+            raise DataError("a DeepSpeed config must be a JSON object", path=path)
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         config.setdefault(key, "auto")
     if config.get("train_batch_size") == "auto":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import MisstepError
+from misstep.jsonl import read_json
 from misstep.models import cache_dir
 from misstep.training.engine import RESULT, Job
 from misstep.training.worker import ERROR_PREFIX
@@ -45,7 +45,7 @@ def launch(job: Job, folder: Path, processes: int, *, quiet: bool = False) -> di
     if code != 0 or not (folder / RESULT).is_file():
         raise MisstepError(f"training with {processes} processes failed (exit code {code}): {_reason(log)}\n"
                            f"full output: {log}")
-    result: dict[str, Any] = json.loads((folder / RESULT).read_text())
+    result: dict[str, Any] = read_json(folder / RESULT)
     return result
 
 

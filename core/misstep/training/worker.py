@@ -5,10 +5,11 @@ Each process builds its own plugin registry (the installed plugins) to build the
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 
 from misstep.errors import MisstepError
+from misstep.jsonl import read_text
 from misstep.plugins import Plugins
 from misstep.recipe import LossRef
 from misstep.training.engine import Job, train
@@ -22,14 +23,20 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m misstep.training.worker JOB.json", file=sys.stderr)
         return 2
     try:
-        job = Job.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))
-        train(job, LossRef.model_validate(job.loss).resolve(Plugins()).build())
+        job = Job.model_validate_json(read_text(args[0]))
+        train(job, LossRef.model_validate(job.loss).resolve(Plugins()).build(), log=_log)
     except MisstepError as error:
         print(ERROR_PREFIX + str(error), file=sys.stderr, flush=True)
         return 1
     finally:
         _leave_process_group()
     return 0
+
+
+def _log(message: str) -> None:
+    """Print a line of the run's log once (from the main rank)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
 def _leave_process_group() -> None:

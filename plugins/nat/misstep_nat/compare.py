@@ -147,10 +147,10 @@ class Compare(misstep.Stage["Compare.Options"]):
     def _row(self, ctx: misstep.StageContext, stage: str) -> Row:
         metrics_file = ctx.output(stage, "metrics")
         try:
-            data = json.loads(Path(metrics_file).read_text())
+            data = misstep.read_json(metrics_file)
             summary = data["metrics"]["all"]
             datasets = {name: float(m["accuracy"]) for name, m in data["metrics"].items() if name != "all"}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        except (misstep.DataError, KeyError, TypeError) as error:
             raise misstep.ComponentError(f"compare: {metrics_file} (stage {stage!r}) is not an evaluation's "
                                          f"metrics.json ({error!r}); is {stage!r} an evaluate stage?") from None
         return Row(

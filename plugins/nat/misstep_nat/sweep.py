@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +113,7 @@ def collect_points(run: misstep.Run, points: list[Point], data: dict[str, Any]) 
         train = by_label.get(str(by_label[point.stage].get("model")), {})
         summary = run.output(str(train.get("examples")), "summary", None)
         if summary is not None:
-            kept = json.loads(summary.read_text()).get("kept", {})
+            kept = misstep.read_json(summary).get("kept", {})
             point.positives, point.negatives = kept.get("positive"), kept.get("negative")
     return points
 
