@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from misstep.components import ParsedCall, ParsedReply, ToolCallParser
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -80,6 +80,6 @@ class JsonParser(ToolCallParser):
 
 
 @hookimpl
-def register_parsers(register):  # type: ignore[no-untyped-def]
+def register_parsers(register: Register) -> None:
     register(HermesParser)
     register(JsonParser)
