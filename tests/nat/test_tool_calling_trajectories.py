@@ -11,7 +11,7 @@ import pytest
 import misstep
 from misstep.formats import read_trajectories
 from misstep.models import load_tokenizer
-from misstep.training.encode import IGNORE
+from misstep.training.token_loss import IGNORE_INDEX as IGNORE
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "data" / "openai-trajectories.jsonl"
@@ -46,9 +46,10 @@ def test_every_nat_reformatter_keeps_the_calls_and_the_tools(reformatter, option
 
 def test_the_recipe_runs_end_to_end_on_the_tiny_tools_model(tmp_path, monkeypatch):
     monkeypatch.setenv("MISSTEP_CACHE", str(tmp_path / "cache"))
+    plugins = misstep.Plugins()
     recipe = misstep.load_recipe(ROOT / "recipes" / "nat-openai-trajectories.yaml",
-                                 [f"stages.reformat.source.path={DATA}", "stages.train.max_steps=3"])
-    run = misstep.run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)
+                                 [f"stages.reformat.source.path={DATA}", "stages.train.max_steps=3"], plugins=plugins)
+    run = misstep.run_recipe(recipe, run_dir=tmp_path / "run", plugins=plugins, quiet=True)
 
     examples = list(misstep.read_jsonl(run.dir / "reformat" / "examples.jsonl", misstep.Example))
     labels = [example.metadata["label"] for example in examples]

@@ -10,7 +10,8 @@ from transformers import AutoTokenizer
 
 from misstep.datamodel import Example, Message, ToolCall
 from misstep.errors import DataError
-from misstep.training.encode import IGNORE, encode_example, render
+from misstep.training.encode import encode_example, render
+from misstep.training.token_loss import IGNORE_INDEX as IGNORE
 
 SCHEMA = {"type": "function", "function": {"name": "calculate", "description": "Evaluate an arithmetic expression.",
                                            "parameters": {"type": "object",
