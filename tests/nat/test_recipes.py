@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import misstep
-from misstep_nat.commands import quickstart_recipe
+from misstep_nat.commands import PRETRAINED, quickstart_recipe
 from misstep_nat.compare import Row, markdown, merged
 from misstep_nat.seeds import Spread, repeat
 from misstep_nat.sweep import expand
@@ -123,3 +123,14 @@ def test_seed_runs_share_a_row_with_mean_and_spread():
     assert "accuracy (mean ± sd)" in lines[0]
     assert lines[3].startswith("| nat | 10 | 60.00% ± 14.14 | +60.00 | 20.00% | 2.50 |")
     assert Spread.of([0.5]).percent() == "50.00%"
+
+
+def test_quickstart_model_option_trains_lora_on_a_pretrained_model():
+    recipe = misstep.load_recipe(quickstart_recipe(), ["stages.student.model=tiny", *PRETRAINED],
+                                 plugins=misstep.get_plugins())
+    assert recipe.model.dtype == "auto" and recipe.model.lora.target_modules == "all-linear"
+    stages = {stage.label: stage.build().options for stage in recipe.stages}
+    assert stages["student"].model == "tiny"
+    for method in ("vanilla", "nut", "nat"):
+        train = stages[f"train-{method}"]
+        assert (train.learning_rate, train.max_steps, train.batch_size, train.packing) == (5e-4, 40, 8, True)
