@@ -38,7 +38,18 @@ from misstep.errors import (
     RecipeError,
 )
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import JsonlAppender, iter_json_rows, read_jsonl, write_jsonl
+from misstep.jsonl import (
+    AllowEmpty,
+    JsonlAppender,
+    iter_json_rows,
+    nonempty,
+    read_json,
+    read_jsonl,
+    read_text,
+    text_lines,
+    validate_record,
+    write_jsonl,
+)
 from misstep.models import resolve_model, trained_spec
 from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PromptTemplate
@@ -61,12 +72,12 @@ from misstep.stages import StageContext, run_recipe
 from misstep.training.encode import Encoded, encode_example
 
 __all__ = [
-    "SCHEMA_VERSION", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError", "Example",
-    "JsonlAppender", "Loss", "LossOutput", "LossRef", "Message", "MisstepError", "ModelSpec", "Options",
+    "SCHEMA_VERSION", "AllowEmpty", "Backend", "BackendRef", "Candidate", "Component", "ComponentError", "DataError",
+    "Example", "JsonlAppender", "Loss", "LossOutput", "LossRef", "Message", "MisstepError", "ModelSpec", "Options",
     "PluginError", "Plugins", "PromptTemplate", "Provenance", "RankedExample", "RecipeError", "Reformatter",
     "ReformatterRef", "Sampling", "SourceRef", "Stage", "StageContext", "StageInput", "Task", "TaskLoader", "TaskRef",
     "TaskRefs", "Tool", "ToolRef", "Trajectory", "TrajectorySource", "Verdict", "Verifier", "VerifierRef", "WeightSpan",
-    "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "read_jsonl", "run_recipe",
-    "validate_recipe", "write_jsonl",
+    "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "nonempty", "read_json", "read_jsonl",
+    "read_text", "run_recipe", "text_lines", "validate_record", "validate_recipe", "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
 ]

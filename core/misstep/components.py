@@ -176,6 +176,10 @@ class Backend(Component[O]):
     def model_name(self) -> str:
         return self.name
 
+    def settings(self) -> str:
+        """One line on how this backend runs (model, device, precision) for the run log."""
+        return self.model_name
+
     def close(self) -> None:
         """Release the model or connections."""
 

@@ -6,10 +6,11 @@ Each carries ``schema_version`` so that files written by a newer misstep are ref
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -35,6 +36,14 @@ class Record(BaseModel):
             )
         return value
 
+    @field_validator("schema_version")
+    @classmethod
+    def _real_version(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"schema_version {value} is not a misstep schema (versions start at 1); fix or "
+                             "remove the field")
+        return value
+
 
 class Task(Record):
     """One question to solve, with its gold answer."""
@@ -47,6 +56,13 @@ class Task(Record):
     dataset: str = ""
     split: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("answer")
+    @classmethod
+    def _finite(cls, value: Answer) -> Answer:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"the answer {value} is not a number a task can have; give a finite number or text")
+        return value
 
 
 class WeightSpan(BaseModel):
@@ -127,6 +143,13 @@ class Trajectory(Record):
     verdict: Verdict | None = None
     provenance: Provenance = Field(default_factory=Provenance)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _prompt_within_messages(self) -> Trajectory:
+        if self.prompt_len > len(self.messages):
+            raise ValueError(f"prompt_len {self.prompt_len} is past the {len(self.messages)} messages; it counts "
+                             "the leading prompt messages")
+        return self
 
     @property
     def label(self) -> Literal["positive", "negative", "unknown"]:

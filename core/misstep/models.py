@@ -14,7 +14,6 @@ GGUF files are dequantised once into a model folder under the cache (``$MISSTEP_
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import ComponentError
+from misstep.jsonl import read_json
 from misstep.recipe import ModelSpec
+from misstep.training.checkpoints import weights_problem
 
 SMOLLM2 = "smollm2-135m-instruct"
 MODEL_INFO = "misstep.json"  # written by the train stage beside the weights or adapter it saves
@@ -115,10 +116,10 @@ def trained_spec(folder: str | Path, *, dtype: str = "auto") -> ModelSpec:
     info = folder / MODEL_INFO
     if not info.is_file():
         return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
+    data = read_json(info)
     try:
-        data = json.loads(info.read_text(encoding="utf-8"))
         base, adapter = data["base"], bool(data["adapter"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (KeyError, TypeError) as error:
         raise ComponentError(f"{info}: not a valid misstep model description ({error!r}); retrain the model or "
                              "remove the file") from None
     if not adapter:
@@ -161,7 +162,9 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     spec = _expanded(spec)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(spec.path), dtype=torch_dtype(spec))
+    folder = resolve_model(spec.path)
+    _check_weights(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(spec))
     if spec.adapter:
         from peft import PeftModel
 
@@ -169,8 +172,17 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
         if not (adapter / "adapter_config.json").exists():
             raise ComponentError(f"model.adapter {spec.adapter!r} has no adapter_config.json: point it at a folder "
                                  "a LoRA training saved")
+        _check_weights(adapter)
         model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     return model
+
+
+def _check_weights(folder: Path) -> None:
+    """Refuse a model folder whose weights file is cut short (a save was interrupted)."""
+    problem = weights_problem(folder)
+    if problem is not None:
+        raise ComponentError(f"the weights {problem}: was their save interrupted? Re-run the stage that wrote them "
+                             "(misstep run ... --force) or replace the file")
 
 
 def merge_adapter(spec: ModelSpec, out: Path) -> Path:

@@ -115,3 +115,17 @@ def test_bad_options_are_recipe_errors(tasks_file, write_recipe, plugins):
     with pytest.raises(misstep.RecipeError) as error:
         load_recipe(write_recipe(recipe_text(tasks_file(ROWS), temperatures=[-1], max_turns=0)), plugins=plugins)
     assert "temperatures[0]" in str(error.value) and "max_turns" in str(error.value)
+
+
+@pytest.mark.parametrize(("temperatures", "same"), [
+    ([0.2, 0.5, 0.2], "0.2 and 0.2"),
+    ([0.2, 0.2000001], "0.2 and 0.2000001"),  # equal at the store's 6 decimals
+    ([12.345671, 12.345674], "12.345671 and 12.345674"),  # distinct keys, one trajectory id (t12.3457)
+])
+def test_temperatures_naming_the_same_rollouts_are_refused(tasks_file, write_recipe, plugins, temperatures, same):
+    with pytest.raises(misstep.RecipeError) as error:
+        load_recipe(write_recipe(recipe_text(tasks_file(ROWS), temperatures=temperatures)), plugins=plugins)
+    problem = error.value.problems[0]
+    assert problem.path == "stages[0].temperatures" and problem.line == 8  # the `temperatures:` line
+    assert f"temperatures {same} name the same rollouts" in problem.message and "list each temperature once" in \
+        problem.message

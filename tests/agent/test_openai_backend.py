@@ -9,7 +9,6 @@ import shutil
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import misstep
@@ -17,6 +16,8 @@ import pytest
 from misstep import load_recipe, read_jsonl, run_recipe
 from misstep.backends.openai_compat import OpenAIBackend
 from misstep.testing import served
+
+from local_http import send
 
 CONVERSATION = [misstep.Message(role="user", content="Question: 2+3?")]
 
@@ -47,43 +48,18 @@ class Endpoint:
                                   "message": {"role": "assistant", "content": text}}]}
 
 
-class QuietServer(ThreadingHTTPServer):
-    block_on_close = False  # do not wait for the slow answers of the timeout test
-
-    def handle_error(self, request, client_address):
-        pass  # a client that gave up (the timeout test) closes its socket early
-
-
 @pytest.fixture
-def serve():
-    servers = []
-
+def serve(http_servers):
     def start(answers, delay=0.0):
         endpoint = Endpoint(answers, delay)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, payload = endpoint.handle(body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        def answer(handler):
+            status, payload = endpoint.handle(json.loads(handler.rfile.read(int(handler.headers["Content-Length"]))))
+            send(handler, status, json.dumps(payload).encode())
 
-            def log_message(self, *args):
-                pass
+        return endpoint, http_servers.start(answer)
 
-        server = QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return endpoint, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def backend(url, **options):

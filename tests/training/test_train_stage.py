@@ -167,8 +167,8 @@ def test_unknown_loss_and_bad_options_are_recipe_errors(tiny_model: Path, tmp_pa
         recipe(tiny_model, examples, train_stage(loss={"use": "nope"}))
     with pytest.raises(RecipeError, match="'missing' is not an earlier stage"):
         recipe(tiny_model, examples, train_stage(init="missing"))
-    with pytest.raises(MisstepError, match="precision bf16 needs a GPU"):
-        run_recipe(recipe(tiny_model, examples, train_stage(precision="bf16")), run_dir=tmp_path / "run", quiet=True)
+    with pytest.raises(MisstepError, match="precision fp16 needs a GPU"):
+        run_recipe(recipe(tiny_model, examples, train_stage(precision="fp16")), run_dir=tmp_path / "run", quiet=True)
     with pytest.raises(MisstepError, match="not valid training arguments: sawtooth is not a valid SchedulerType"):
         run_recipe(recipe(tiny_model, examples, train_stage(lr_scheduler="sawtooth")), run_dir=tmp_path / "r3",
                    quiet=True)

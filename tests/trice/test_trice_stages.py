@@ -86,7 +86,7 @@ def test_stage1_resumes_without_asking_again(tasks_file, run, tmp_path) -> None:
     assert result.outputs["stage1"]["count"] == 2
 
 
-def rank_recipe(tasks: Path, pool_file: Path, scheme: str = "paper") -> str:
+def rank_recipe(tasks: Path, pool_file: Path, scheme: str = "paper", allow_empty: bool = False) -> str:
     sampled = {"2 plus 3": ["calculator(2+3)", "It is 6."], "6 times 7": ["42", "calculator(6+7)"],
                "4 plus 5": ["calculator(4+5)", "9"]}
     return stage1_recipe(tasks) + f"""
@@ -98,7 +98,7 @@ def rank_recipe(tasks: Path, pool_file: Path, scheme: str = "paper") -> str:
           - {{source: target}}
           - {{source: generate, backend: {{use: trice-scripted, replies: {json.dumps(sampled)}}}, samples: 2,
              label: sampled}}
-          - {{source: file, path: {pool_file}, id: qid, response: text}}
+          - {{source: file, path: {pool_file}, id: qid, response: text, allow_empty: {str(allow_empty).lower()}}}
     """
 
 
@@ -128,8 +128,10 @@ def test_rank_builds_pools_of_varying_size_and_ranks_by_execution(tasks_file, ru
 
 def test_rank_reference_scheme_and_minimum_pool(tasks_file, run, tmp_path) -> None:
     pool_file = tmp_path / "pool.jsonl"
-    pool_file.write_text("")
-    recipe = rank_recipe(tasks_file(QUESTIONS), pool_file, scheme="reference")
+    pool_file.write_text("")  # an empty pool file, declared as possibly empty
+    with pytest.raises(misstep.DataError, match=r"pool.jsonl: the file holds no records.*allow_empty: true"):
+        run(rank_recipe(tasks_file(QUESTIONS), pool_file, scheme="reference"))
+    recipe = rank_recipe(tasks_file(QUESTIONS), pool_file, scheme="reference", allow_empty=True)
     result = run(recipe.replace("scheme: reference", "scheme: reference\n        min_candidates: 3"))
     ranked = {r.id: r for r in misstep.read_jsonl(result.dir / result.outputs["rank"]["examples"]["path"],
                                                   misstep.RankedExample)}

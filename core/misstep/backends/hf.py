@@ -2,7 +2,8 @@
 
 Requests with the same sampling settings share one ``generate`` call (left padding, KV cache, stop
 strings that end each row on its own; sampling or beam search, one or several replies per request);
-the model loads on first use, in bf16 on a GPU.
+the model loads on first use, in bf16 where the GPU or CPU computes it natively
+(:mod:`misstep.precision`), else in float32.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from misstep.backends import cut_at_stop
 from misstep.components import Backend, Options, Sampling
 from misstep.datamodel import Message
 from misstep.errors import ComponentError
+from misstep.precision import Choice, choose, from_dtype
 from misstep.recipe import ModelSpec
 from misstep.training.encode import chat_messages
 
@@ -47,19 +49,30 @@ class HFBackend(Backend["HFBackend.Options"]):
     def model_name(self) -> str:
         return self.spec.path
 
+    @property
+    def device(self) -> str:
+        """The device generation runs on (``auto``: cuda when available)."""
+        if self.options.device != "auto":
+            return self.options.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def precision(self) -> Choice:
+        """The weights' precision: the model spec's ``dtype``; ``auto`` is bf16 where the device has it natively."""
+        return choose(from_dtype(self.spec.dtype), cuda=self.device.startswith("cuda"))
+
+    def settings(self) -> str:
+        return f"{self.model_name} on {self.device} in {self.precision}"
+
     def load(self) -> tuple[Any, Any]:
         """The model and tokenizer (left padding), loaded on the first call."""
         if self._model is None:
-            import torch
-
             from misstep.models import load_model, load_tokenizer
 
-            device = self.options.device
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            spec = self.spec
-            if spec.dtype == "auto":
-                spec = spec.model_copy(update={"dtype": "bfloat16" if device.startswith("cuda") else "float32"})
+            device = self.device
+            spec = self.spec.model_copy(update={"dtype": self.precision.dtype_name})
             tokenizer = load_tokenizer(spec)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:

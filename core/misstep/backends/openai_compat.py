@@ -1,20 +1,24 @@
 """The ``openai`` backend: any OpenAI-compatible chat endpoint (OpenAI, vLLM, ``transformers serve``).
 
-Requests run concurrently on an ``AsyncOpenAI`` client, at most ``concurrency`` at a time; each has a
-timeout, and 429 / 5xx / connection failures are retried with exponential backoff. An endpoint that
-stays unreachable raises :class:`~misstep.errors.ComponentError` saying which URL failed.
+Requests run concurrently on an ``AsyncOpenAI`` client, at most ``concurrency`` at a time. Each has a
+total deadline (``timeout``, from sending to the reply's last byte) and a reply size cap
+(``max_reply_bytes``). 429 / 5xx / connection failures, timeouts and replies that are not a chat
+completion (not JSON, empty, no choices, no message, non-text content) are failed attempts, retried with
+exponential backoff; when the retries run out, :class:`~misstep.errors.ComponentError` names the
+endpoint and what it sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from misstep.backends import cut_at_stop
 from misstep.components import Backend, Options, Sampling
@@ -24,6 +28,54 @@ from misstep.training.encode import chat_messages
 
 T = TypeVar("T")
 MAX_API_STOPS = 4  # the OpenAI API accepts at most four stop sequences
+SHOWN = 200  # characters of an unusable reply quoted in the error
+
+
+class ReplyMessage(BaseModel):
+    """The assistant message of a chat-completion choice (other fields are kept, unchecked)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    content: str | None = None
+
+
+class ReplyChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message: ReplyMessage
+
+
+class Completion(BaseModel):
+    """What misstep needs of a chat-completion reply: at least one choice with a message."""
+
+    model_config = ConfigDict(extra="allow")
+
+    choices: list[ReplyChoice] = Field(min_length=1)
+
+
+class BadReply(Exception):
+    """A 2xx reply that is not a usable chat completion: what is wrong and the start of the body."""
+
+    def __init__(self, problem: str, body: bytes) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.body = body
+
+
+def parse_completion(body: bytes) -> Completion:
+    """The chat completion in a reply body; :class:`BadReply` says why the body is not one."""
+    if not body.strip():
+        raise BadReply("an empty body", body)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8 text, or nested without end
+        raise BadReply("not JSON", body) from None
+    try:
+        return Completion.model_validate(data)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the reply"
+        raise BadReply(f"not a chat completion ({where}: {problem['msg']})", body) from None
 
 
 class OpenAIBackend(Backend["OpenAIBackend.Options"]):
@@ -36,8 +88,11 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
         base_url: str = Field(default="https://api.openai.com/v1", description="endpoint, ending in /v1")
         api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the key")
         concurrency: int = Field(default=16, gt=0, description="requests in flight at once")
-        timeout: float = Field(default=120.0, gt=0, description="seconds per request")
-        retries: int = Field(default=4, ge=0, description="retries of a request after 429, 5xx or no connection")
+        timeout: float = Field(default=120.0, gt=0, description="seconds per request, from sending it to the "
+                               "reply's last byte")
+        max_reply_bytes: int = Field(default=10_000_000, gt=0, description="a longer reply is a failed attempt")
+        retries: int = Field(default=4, ge=0, description="retries of a request after 429, 5xx, no connection, a "
+                             "timeout or a reply that is not a chat completion")
         backoff: float = Field(default=1.0, ge=0, description="first retry delay in seconds, doubled each time")
 
     @property
@@ -88,9 +143,11 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
         for attempt in range(self.options.retries + 1):
             try:
                 async with limit:
-                    response = await client.chat.completions.create(**request)
-                return cut_at_stop(response.choices[0].message.content or "", params.stop)
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as error:
+                    body = await asyncio.wait_for(self._post(client, request), self.options.timeout)
+                reply = parse_completion(body)
+                return cut_at_stop(reply.choices[0].message.content or "", params.stop)
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, TimeoutError,
+                    BadReply) as error:
                 if attempt == self.options.retries:
                     raise ComponentError(self._describe(error, attempt + 1)) from None
             except openai.APIStatusError as error:  # other 4xx: retrying will not help
@@ -99,12 +156,34 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             delay *= 2
         raise AssertionError("unreachable")
 
+    async def _post(self, client: Any, request: dict[str, Any]) -> bytes:
+        """The body of the 2xx reply to ``request``; past ``max_reply_bytes`` it is a :class:`BadReply`."""
+        cap = self.options.max_reply_bytes
+        body = bytearray()
+        async with client.chat.completions.with_streaming_response.create(**request) as response:
+            try:
+                async for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > cap:
+                        raise BadReply(f"more than {cap} bytes (raise `max_reply_bytes:` if that is expected)",
+                                       bytes(body))
+            except BadReply:
+                raise
+            except Exception as error:  # the HTTP library's own (httpx or httpx2) error: connection cut, bad gzip
+                raise BadReply(f"the body broke off after {len(body)} bytes ({type(error).__name__}: {error})",
+                               bytes(body)) from None
+        return bytes(body)
+
     def _describe(self, error: Exception, attempts: int) -> str:
         import openai
 
         where = f"OpenAI-compatible endpoint {self.options.base_url} (model {self.options.model!r})"
         tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-        if isinstance(error, openai.APITimeoutError):
+        if isinstance(error, BadReply):
+            shown = error.body[:SHOWN * 4].decode("utf-8", errors="replace")[:SHOWN]
+            return (f"the {where} sent a reply misstep cannot use ({tries}): {error.problem}; it began {shown!r}. "
+                    "Check that `base_url:` is an OpenAI-compatible endpoint (ending in /v1)")
+        if isinstance(error, (openai.APITimeoutError, TimeoutError)):
             return f"the {where} did not answer within {self.options.timeout:g}s ({tries}); raise `timeout:`"
         if isinstance(error, openai.APIConnectionError):
             return f"cannot reach the {where} ({tries}): {error} Start the server or fix `base_url:`"

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from misstep.agent import STOP, Agent, Rollout, TrajectoryStore, rollout_seed
-from misstep.agent.loop import PromptTransform
+from misstep.agent.loop import PromptTransform, rollout_key
 from misstep.builtin.stages import TasksStage, load_tasks
 from misstep.components import Stage
 from misstep.datamodel import Task
@@ -64,6 +64,7 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
             ctx.log(f"resuming: {len(rollouts) - len(todo)} of {len(rollouts)} trajectories already stored")
         if todo:
             backend = ctx.backend(options.backend, model)
+            ctx.log(f"backend {backend.name}: {backend.settings()}")
             try:
                 agent = Agent(
                     backend,
@@ -88,6 +89,20 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
     return store
 
 
+def distinct_temperatures(values: list[float]) -> list[float]:
+    """``values``, after checking that no two name the same rollouts: equal as the store keys them
+    (:func:`~misstep.agent.loop.rollout_key`) or in trajectory ids (``t{temperature:g}``)."""
+    seen: dict[object, float] = {}
+    for value in values:
+        for key in (rollout_key("", value, 0), f"{value:g}"):
+            if key in seen:
+                raise ValueError(f"temperatures {seen[key]!r} and {value!r} name the same rollouts (the store keeps "
+                                 "6 decimals, trajectory ids 6 digits): each trajectory would be collected twice; "
+                                 "list each temperature once (`samples:` gives more trajectories per temperature)")
+            seen[key] = value
+    return values
+
+
 def rollouts_for(tasks: Iterable[Task], temperatures: Iterable[float], samples: int, seed: int) -> list[Rollout]:
     """Every (temperature, sample, task) rollout, temperature-major so batches share sampling settings."""
     return [
@@ -106,6 +121,11 @@ class CollectStage(Stage["CollectStage.Options"]):
     class Options(AgentOptions):
         temperatures: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [0.2, 0.5, 0.7], min_length=1)
         samples: int = Field(default=1, gt=0, description="trajectories per task and temperature")
+
+        @field_validator("temperatures")
+        @classmethod
+        def _distinct(cls, values: list[float]) -> list[float]:
+            return distinct_temperatures(values)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         opts = self.options

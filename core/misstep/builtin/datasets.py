@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from misstep.jsonl import iter_json_rows
+from misstep.jsonl import AllowEmpty, iter_json_rows, validate_record
 from misstep.builtin.verifiers import parse_number, yes_no
 from misstep.components import Options, TaskLoader
 from misstep.datamodel import Answer, Task
@@ -30,6 +30,7 @@ class DatasetTasks(TaskLoader["DatasetTasks.Options"]):
         split: str = Field(default="", description="default: the file name without extension ('test')")
         dataset: str = Field(default="", description="name used in ids and reports; default: the loader's name")
         limit: int | None = Field(default=None, gt=0, description="load only the first N tasks")
+        allow_empty: AllowEmpty = False
 
     def gold(self, value: Any) -> Answer:
         """The gold answer from the row's answer field; raise ValueError saying what is wrong."""
@@ -39,7 +40,7 @@ class DatasetTasks(TaskLoader["DatasetTasks.Options"]):
         opts = self.options
         dataset = opts.dataset or self.name
         split = opts.split or opts.path.stem
-        for count, (number, row) in enumerate(iter_json_rows(opts.path)):
+        for count, (number, row) in enumerate(iter_json_rows(opts.path, allow_empty=opts.allow_empty)):
             if opts.limit is not None and count >= opts.limit:
                 return
             missing = [f for f in ("question", "answer") if f not in row]
@@ -52,14 +53,14 @@ class DatasetTasks(TaskLoader["DatasetTasks.Options"]):
                 raise DataError(f"{self.name} answer {row['answer']!r}: {error}", path=opts.path,
                                 line=number) from None
             row_id = row.get("id")
-            yield Task(
-                id=f"{dataset}-{row_id}" if row_id is not None else f"{dataset}-{split}-{number}",
-                question=str(row["question"]).strip(),
-                answer=answer,
-                dataset=dataset,
-                split=split,
-                metadata=self.metadata(row),
-            )
+            yield validate_record(Task, {
+                "id": f"{dataset}-{row_id}" if row_id is not None else f"{dataset}-{split}-{number}",
+                "question": str(row["question"]).strip(),
+                "answer": answer,
+                "dataset": dataset,
+                "split": split,
+                "metadata": self.metadata(row),
+            }, path=opts.path, line=number)
 
     def metadata(self, row: dict[str, Any]) -> dict[str, Any]:
         """What the task keeps of the row besides id, question and answer."""

@@ -25,7 +25,7 @@ from misstep.components import Stage
 from misstep.datamodel import Trajectory
 from misstep.errors import ComponentError, RecipeError
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import read_jsonl, write_jsonl
+from misstep.jsonl import read_json, read_jsonl, read_text, write_jsonl
 from misstep.plugins import Plugins, get_plugins
 from misstep.recipe import ModelSpec, ReformatterRef, StageInput, validate_recipe
 from misstep.stages import StageContext, run_recipe
@@ -39,8 +39,8 @@ def stored_reformatter(model: ModelSpec, plugins: Plugins) -> tuple[PromptTransf
     if not info.is_file():
         return None
     try:
-        spec = json.loads(info.read_text(encoding="utf-8")).get("reformatter")
-    except (json.JSONDecodeError, AttributeError) as error:
+        spec = read_json(info).get("reformatter")
+    except AttributeError as error:
         raise ComponentError(f"{info}: not a valid misstep model description ({error})") from None
     if not spec:
         return None
@@ -153,7 +153,7 @@ def register_commands(cli: click.Group) -> None:
                                  file="misstep eval")
         run = run_recipe(recipe, run_dir=out, plugins=plugins, quiet=quiet)
         outputs = run.outputs["evaluate"]
-        click.echo((run.dir / outputs["table"]["path"]).read_text())
+        click.echo(read_text(run.dir / outputs["table"]["path"]))
         click.echo(f"Metrics: {run.dir / outputs['metrics']['path']}")
 
 

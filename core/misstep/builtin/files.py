@@ -12,7 +12,7 @@ from misstep.components import Options, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import iter_json_rows, read_jsonl
+from misstep.jsonl import AllowEmpty, iter_json_rows, read_jsonl, validate_record
 
 
 class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
@@ -28,26 +28,27 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
         dataset: str = ""
         split: str = ""
         limit: int | None = Field(default=None, gt=0)
+        allow_empty: AllowEmpty = False
 
     def load(self) -> Iterator[Task]:
         opts = self.options
         dataset = opts.dataset or opts.path.stem
         count = 0
-        for number, row in iter_json_rows(opts.path):
+        for number, row in iter_json_rows(opts.path, allow_empty=opts.allow_empty):
             if opts.limit is not None and count >= opts.limit:
                 return
             if opts.question not in row:
                 raise DataError(f"no field {opts.question!r} (fields: {', '.join(row)}); set `question:` to the "
                                 "field that holds the question", path=opts.path, line=number)
             task_id = row.get(opts.id) if opts.id else None
-            yield Task(
-                id=str(task_id if task_id is not None else f"{dataset}-{number}"),
-                question=str(row[opts.question]),
-                answer=row.get(opts.answer) if opts.answer else None,
-                dataset=dataset,
-                split=opts.split,
-                metadata={k: v for k, v in row.items() if k not in {opts.question, opts.answer, opts.id}},
-            )
+            yield validate_record(Task, {
+                "id": str(task_id if task_id is not None else f"{dataset}-{number}"),
+                "question": str(row[opts.question]),
+                "answer": row.get(opts.answer) if opts.answer else None,
+                "dataset": dataset,
+                "split": opts.split,
+                "metadata": {k: v for k, v in row.items() if k not in {opts.question, opts.answer, opts.id}},
+            }, path=opts.path, line=number)
             count += 1
 
 
@@ -58,9 +59,10 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
 
     class Options(Options):
         path: Path
+        allow_empty: AllowEmpty = False
 
     def trajectories(self, ctx: Any) -> Iterator[Trajectory]:
-        yield from read_jsonl(self.options.path, Trajectory)
+        yield from read_jsonl(self.options.path, Trajectory, allow_empty=self.options.allow_empty)
 
 
 @hookimpl

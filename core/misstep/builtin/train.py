@@ -18,9 +18,9 @@ from pydantic import Field
 
 from misstep.components import Loss, Options, Stage
 from misstep.datamodel import Example, RankedExample
-from misstep.errors import MisstepError
+from misstep.errors import DataError, MisstepError
 from misstep.hookspecs import hookimpl
-from misstep.jsonl import read_jsonl
+from misstep.jsonl import read_json, read_jsonl
 from misstep.models import (
     ALIASES,
     MODEL_INFO,
@@ -28,6 +28,7 @@ from misstep.models import (
     resolve_model,
     trained_spec,
 )
+from misstep.precision import Choice, choose
 from misstep.recipe import LossRef, ModelSpec, StageInput, dump_recipe
 from misstep.stages import StageContext
 
@@ -80,7 +81,8 @@ class TrainStage(Stage["TrainStage.Options"]):
         gradient_accumulation: int = Field(default=1, gt=0)
         max_length: int = Field(default=1024, gt=1, description="tokens; longer examples are cut (reported)")
         precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-            default="auto", description="auto: bf16 on a GPU that has it, else fp32")
+            default="auto", description="auto: bf16 autocast (float32 master weights) on a GPU or CPU with native "
+            "bf16, else fp32")
         gradient_checkpointing: bool = False
         packing: Literal["auto"] | bool = Field(
             default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked losses)")
@@ -108,8 +110,8 @@ class TrainStage(Stage["TrainStage.Options"]):
             stats_file.write_text(json.dumps(stats, indent=2) + "\n")
             self._train(ctx, model, loss.ranked)
             shutil.rmtree(ctx.dir / "checkpoints", ignore_errors=True)  # the model is saved: no resume needed
-        stats = json.loads(stats_file.read_text())
-        result = json.loads(result_file.read_text())
+        stats = read_json(stats_file)
+        result = read_json(result_file)
         ctx.log(f"trained {result['steps']} steps, loss {result['train_loss']:.4f} -> {output}")
         return {"model": output, "train_loss": result["train_loss"], "steps": result["steps"], **stats}
 
@@ -203,16 +205,17 @@ class TrainStage(Stage["TrainStage.Options"]):
 
             ctx.log(f"launching {processes} training processes (torchrun)")
             return launch(job, ctx.dir, processes, quiet=ctx.run.quiet)
-        return train(job, loss=opts.loss.build())  # built here: the recipe's plugins, not only installed ones
+        return train(job, loss=opts.loss.build(), log=ctx.log)  # the loss built here: the recipe's plugins too
 
     def _arguments(self, ctx: StageContext, cuda: bool, deepspeed: dict[str, Any] | None) -> dict[str, Any]:
         """transformers TrainingArguments from the options."""
         opts = self.options
-        precision = opts.precision
-        if precision == "auto":
-            precision = "bf16" if cuda and _bf16() else "fp32"
-        if precision in ("bf16", "fp16") and not cuda:
-            raise MisstepError(f"precision {precision} needs a GPU; on CPU use `precision: fp32` (or auto)")
+        if opts.precision == "auto" and deepspeed is not None and not cuda:
+            choice = Choice("fp32", "auto: DeepSpeed without a GPU trains in float32")
+        else:
+            choice = choose(opts.precision, cuda=cuda)
+        ctx.log(f"precision {choice}")
+        precision = choice.precision
         seed = opts.seed if opts.seed is not None else ctx.seed
         return {
             "num_train_epochs": opts.epochs,
@@ -275,10 +278,9 @@ def _deepspeed_config(value: str | dict[str, Any] | None, folder: Path) -> dict[
         if not path.is_file():
             raise MisstepError(f"deepspeed: {value!r} is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a "
                                "JSON file")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise MisstepError(f"deepspeed: {path} is not valid JSON ({error})") from None
+        config = read_json(path)
+        if not isinstance(config, dict):
+            raise DataError("a DeepSpeed config must be a JSON object", path=path)
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         config.setdefault(key, "auto")
     if config.get("train_batch_size") == "auto":
@@ -296,12 +298,6 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _bf16() -> bool:
-    import torch
-
-    return torch.cuda.is_bf16_supported()
 
 
 def _device_count() -> int:

@@ -3,9 +3,11 @@
 A :class:`Job` holds everything a run needs as plain data, so the same run happens in this process or
 in every rank that ``torchrun`` starts (:mod:`misstep.training.worker`). The ``train`` stage builds the
 job; :func:`train` executes it: loads the model (a new LoRA, or an adapter to continue), batches the
-encoded dataset (padded, packed, or with the loss's own ``collate``), trains, resumes from the last
-checkpoint if one is there, and saves the model (full weights or the adapter), the tokenizer and
-``misstep.json``.
+encoded dataset (padded, packed, or with the loss's own ``collate``), trains, resumes from the newest
+complete checkpoint if one is there (:mod:`misstep.training.checkpoints`), and saves the model (full
+weights or the adapter), the tokenizer and ``misstep.json``. ``train_loss`` is the whole run's mean step
+loss, also after a resume: every checkpoint step is logged, so the log history it carries covers the
+steps before it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ from pydantic import BaseModel, ConfigDict
 
 from misstep.components import Loss
 from misstep.errors import MisstepError
+from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
 from misstep.recipe import LoraSpec, LossRef, ModelSpec
+from misstep.training.checkpoints import last_complete_checkpoint
 from misstep.training.encode import Encoded
 
 RESULT = "result.json"
@@ -54,8 +58,7 @@ def build_loss(spec: dict[str, Any]) -> Loss[Any]:
 
 def read_dataset(path: Path, ranked: bool) -> list[Any]:
     """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked ones."""
-    with path.open(encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = [row for _, row in iter_json_rows(path)]
     if ranked:
         return rows
     return [Encoded(row["input_ids"], row["labels"], row["weights"], False) for row in rows]
@@ -134,13 +137,29 @@ def _model(job: Job) -> tuple[Any, bool]:
     return model, False
 
 
-def last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint the Trainer left in ``folder`` (None when there is none)."""
-    if not folder.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+def _log_at_checkpoints() -> Any:
+    """A callback that logs the loss at every checkpoint step, so a checkpoint's log history sums its steps."""
+    from transformers import TrainerCallback
 
-    return get_last_checkpoint(str(folder))
+    class LogAtCheckpoints(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            control.should_log = control.should_log or control.should_save
+            return control
+
+        on_epoch_end = on_step_end
+
+    return LogAtCheckpoints()
+
+
+def run_loss(log_history: list[dict[str, Any]], resumed_step: int, loss_since: float, global_step: int) -> float:
+    """The mean step loss of the whole run: the logged losses up to ``resumed_step`` (each the mean of the
+    steps since the previous log line) and ``loss_since``, the Trainer's mean over the steps after it."""
+    total, last = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry and last < entry["step"] <= resumed_step:
+            total += entry["loss"] * (entry["step"] - last)
+            last = entry["step"]
+    return (total + loss_since * (global_step - resumed_step)) / max(global_step, 1)
 
 
 def cpu_deepspeed_state(job: Job) -> dict[str, Any]:
@@ -161,10 +180,11 @@ def cpu_deepspeed_state(job: Job) -> dict[str, Any]:
     return {"accelerator_config": {"use_configured_state": True}}
 
 
-def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
+def train(job: Job, loss: Loss[Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the job (in every process of a distributed launch); the main process saves the model.
 
-    ``loss`` defaults to the job's loss looked up in the installed plugins.
+    ``loss`` defaults to the job's loss looked up in the installed plugins; ``log`` gets a line saying
+    which checkpoint the run resumes from and which incomplete ones it skipped.
     """
     from transformers import TrainingArguments, set_seed
 
@@ -184,13 +204,22 @@ def train(job: Job, loss: Loss[Any] | None = None) -> dict[str, Any]:
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    resume = last_checkpoint(job.checkpoints)
+    trainer.add_callback(_log_at_checkpoints())
+    resume, skipped = last_complete_checkpoint(job.checkpoints)
+    for line in skipped:
+        log(line)
+    resumed_step = int(resume.name.rsplit("-", 1)[1]) if resume else 0
+    if resume:
+        log(f"resuming from {resume.name} (step {resumed_step})")
+    elif skipped:
+        log("no complete checkpoint: training from the start")
     try:
-        result = trainer.train(resume_from_checkpoint=resume)
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except ValueError as error:  # e.g. a batch the loss cannot use
         raise MisstepError(f"training failed: {error}") from error
     trainer.save_model(str(job.output))
-    outcome = {"train_loss": result.training_loss, "steps": result.global_step, "resumed_from": resume}
+    train_loss = run_loss(trainer.state.log_history, resumed_step, result.training_loss, result.global_step)
+    outcome = {"train_loss": train_loss, "steps": result.global_step, "resumed_from": str(resume) if resume else None}
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(job.output)
         (job.output / MODEL_INFO).write_text(json.dumps({**job.info, "adapter": adapter}, indent=2) + "\n")

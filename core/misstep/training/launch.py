@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from misstep.errors import MisstepError
+from misstep.jsonl import read_json
 from misstep.models import cache_dir
 from misstep.training.engine import RESULT, Job
 from misstep.training.worker import ERROR_PREFIX
@@ -44,7 +44,7 @@ def launch(job: Job, folder: Path, processes: int, *, quiet: bool = False) -> di
     if code != 0 or not (folder / RESULT).is_file():
         raise MisstepError(f"training with {processes} processes failed (exit code {code}): {_reason(log)}\n"
                            f"full output: {log}")
-    return json.loads((folder / RESULT).read_text())  # type: ignore[no-any-return]
+    return read_json(folder / RESULT)  # type: ignore[no-any-return]
 
 
 EXCEPTION = re.compile(r"^(?:\[rank\d+\]: )?(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)$")

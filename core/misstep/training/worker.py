@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 
 from misstep.errors import MisstepError
+from misstep.jsonl import read_text
 from misstep.training.engine import Job, train
 
 ERROR_PREFIX = "misstep: error: "
@@ -17,13 +18,19 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m misstep.training.worker JOB.json", file=sys.stderr)
         return 2
     try:
-        train(Job.model_validate_json(Path(args[0]).read_text(encoding="utf-8")))
+        train(Job.model_validate_json(read_text(args[0])), log=_log)
     except MisstepError as error:
         print(ERROR_PREFIX + str(error), file=sys.stderr, flush=True)
         return 1
     finally:
         _leave_process_group()
     return 0
+
+
+def _log(message: str) -> None:
+    """Print a line of the run's log once (from the main rank)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
 def _leave_process_group() -> None:

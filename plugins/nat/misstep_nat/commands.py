@@ -60,7 +60,7 @@ def register(cli: click.Group) -> None:
         recipe = misstep.load_recipe(quickstart_recipe(), sets)
         run = misstep.run_recipe(recipe, run_dir=run_dir, force=force, quiet=quiet)
         outputs = run.outputs["compare"]
-        click.echo((run.dir / outputs["table"]["path"]).read_text())
+        click.echo(misstep.read_text(run.dir / outputs["table"]["path"]))
         click.echo(f"Plot: {run.dir / outputs['plot']['path']}")
         click.echo(f"Everything is in {run.dir} ({time.time() - started:.0f} s).")
 
@@ -90,5 +90,5 @@ def register(cli: click.Group) -> None:
         expanded = misstep.validate_recipe(data, file=f"{recipe or QUICKSTART} (sweep)")
         run = misstep.run_recipe(expanded, run_dir=run_dir, quiet=quiet)
         report = write_report(collect_points(run, points, data), run.dir, f"{base.name}: accuracy vs negatives")
-        click.echo(report["table"].read_text())
+        click.echo(misstep.read_text(report["table"]))
         click.echo(f"CSV: {report['csv']}\nPlot: {report['plot']}")

@@ -149,10 +149,10 @@ class Compare(misstep.Stage["Compare.Options"]):
     def _row(self, ctx: misstep.StageContext, stage: str) -> Row:
         metrics_file = ctx.output(stage, "metrics")
         try:
-            data = json.loads(Path(metrics_file).read_text())
+            data = misstep.read_json(metrics_file)
             summary = data["metrics"]["all"]
             datasets = {name: float(m["accuracy"]) for name, m in data["metrics"].items() if name != "all"}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        except (misstep.DataError, KeyError, TypeError) as error:
             raise misstep.ComponentError(f"compare: {metrics_file} (stage {stage!r}) is not an evaluation's "
                                          f"metrics.json ({error!r}); is {stage!r} an evaluate stage?") from None
         return Row(
@@ -174,8 +174,8 @@ def _trained_examples(ctx: misstep.StageContext, model: str | None) -> int | Non
     if not model or not info.is_file():
         return None
     try:
-        stage = json.loads(info.read_text()).get("stage")
-    except (json.JSONDecodeError, AttributeError):
+        stage = misstep.read_json(info).get("stage")
+    except (misstep.DataError, AttributeError):
         return None
     examples = ctx.run.outputs.get(stage, {}).get("examples") if isinstance(stage, str) else None
     return examples if isinstance(examples, int) else None

@@ -9,7 +9,6 @@ gets its prompt rendered from the task's question; without, ``prompt_len`` is 0 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,18 +41,13 @@ class NatTrajectory(BaseModel):
     conversations: list[NatTurn]
 
 
-def read_nat_file(path: Path) -> list[NatTrajectory]:
+def read_nat_file(path: Path, *, allow_empty: bool = False) -> list[NatTrajectory]:
     """The items of a NAT trajectory file; DataError names the file and the bad item."""
-    if not path.is_file():
-        raise misstep.DataError("file not found", path=path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise misstep.DataError(f"not valid JSON: {error.msg}", path=path, line=error.lineno) from None
+    items = misstep.read_json(path)
     if not isinstance(items, list):
         raise misstep.DataError("expected a JSON list of trajectories (NAT's release format)", path=path)
     records = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(misstep.nonempty(items, path, allow_empty=allow_empty)):
         try:
             records.append(NatTrajectory.model_validate(item))
         except ValidationError as error:
@@ -75,13 +69,14 @@ class NatTrajectories(misstep.TrajectorySource["NatTrajectories.Options"]):
             default=None, description="the questions, to render each prompt (e.g. {use: strategyqa, path: train.jsonl})")
         prompt: misstep.PromptTemplate = Field(default_factory=lambda: misstep.PromptTemplate(preset="strategyqa"))
         model: str = Field(default="gpt-3.5-turbo", description="recorded as the trajectories' model")
+        allow_empty: misstep.AllowEmpty = False
 
     def trajectories(self, ctx: Any = None) -> Iterator[misstep.Trajectory]:
         opts = self.options
         questions = {task.id: task.question for task in opts.tasks.build().load()} if opts.tasks else None
         samples: Counter[tuple[str, float]] = Counter()
         for path in opts.paths:
-            for index, item in enumerate(read_nat_file(path)):
+            for index, item in enumerate(read_nat_file(path, allow_empty=opts.allow_empty)):
                 task_id = f"{opts.dataset}-{item.id}"
                 prompt: list[misstep.Message] = []
                 if questions is not None:

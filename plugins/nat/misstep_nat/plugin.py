@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import misstep
 
-from misstep_nat import commands
+from misstep_nat import commands, corpus
 from misstep_nat.arithmetic import ArithmeticWordProblems
 from misstep_nat.compare import Compare
 from misstep_nat.importer import NatTrajectories
@@ -43,3 +43,4 @@ def register_stages(register):  # type: ignore[no-untyped-def]
 @misstep.hookimpl
 def register_commands(cli):  # type: ignore[no-untyped-def]
     commands.register(cli)
+    corpus.register(cli)

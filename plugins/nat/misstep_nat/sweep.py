@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,7 @@ def collect_points(run: Any, points: list[Point], data: dict[str, Any]) -> list[
         train = by_label.get(str(by_label[point.stage].get("model")), {})
         summary = run.outputs.get(str(train.get("examples")), {}).get("summary")
         if isinstance(summary, dict) and "path" in summary:
-            kept = json.loads((run.dir / summary["path"]).read_text()).get("kept", {})
+            kept = misstep.read_json(run.dir / summary["path"]).get("kept", {})
             point.positives, point.negatives = kept.get("positive"), kept.get("negative")
     return points
 

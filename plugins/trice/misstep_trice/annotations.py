@@ -11,7 +11,6 @@ solution has no annotation, get an empty reply (no call).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,18 +75,14 @@ class Gsm8kCalls(misstep.Backend["Gsm8kCalls.Options"]):
             if not opts.path.is_file():
                 raise misstep.DataError("file not found; set `path:` to GSM8K-style JSON Lines", path=opts.path)
             calls: dict[str, str | None] = {}
-            with opts.path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                        calls[row[opts.question].strip()] = compose(str(row[opts.solution]), opts.max_chars)
-                    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-                        raise misstep.DataError(
-                            f"expected an object with {opts.question!r} and {opts.solution!r} ({type(error).__name__}"
-                            f": {error}); set `question:` and `solution:` to the file's fields",
-                            path=opts.path, line=number) from None
+            for number, row in misstep.iter_json_rows(opts.path):
+                try:
+                    calls[row[opts.question].strip()] = compose(str(row[opts.solution]), opts.max_chars)
+                except (KeyError, TypeError, AttributeError) as error:
+                    raise misstep.DataError(
+                        f"expected an object with {opts.question!r} and {opts.solution!r} ({type(error).__name__}"
+                        f": {error}); set `question:` and `solution:` to the file's fields",
+                        path=opts.path, line=number) from None
             self._calls = calls
         return self._calls
 

@@ -160,7 +160,7 @@ class TriceReport(misstep.Stage["TriceReport.Options"]):
             min_length=1, description="earlier trice-evaluate stages, in the order to show them")
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
-        rows = {name: json.loads(ctx.output(name, "metrics").read_text())["metrics"]
+        rows = {name: misstep.read_json(ctx.output(name, "metrics"))["metrics"]
                 for name in self.options.evaluations}
         lines = ["| evaluation | dataset | accuracy | tool-use rate | count |", "| --- | --- | --- | --- | --- |"]
         for name, metrics in rows.items():

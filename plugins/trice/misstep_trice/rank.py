@@ -87,6 +87,7 @@ class FilePool(BaseModel):
     id: str = "id"
     response: str = "response"
     label: str = ""
+    allow_empty: misstep.AllowEmpty = False
 
 
 PoolSource = Annotated[TargetPool | GeneratePool | FilePool, Field(discriminator="source")]
@@ -209,7 +210,7 @@ class RankStage(misstep.Stage["RankStage.Options"]):
 def _from_file(source: FilePool) -> list[PoolEntry]:
     origin = source.label or source.path.stem
     entries = []
-    for number, row in misstep.iter_json_rows(source.path):
+    for number, row in misstep.iter_json_rows(source.path, allow_empty=source.allow_empty):
         if not isinstance(row.get(source.id), str | int) or source.response not in row:
             raise misstep.DataError(f"expected a JSON object with {source.id!r} and {source.response!r}; set `id:` "
                                     "and `response:` to the file's field names", path=source.path, line=number)

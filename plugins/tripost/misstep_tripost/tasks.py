@@ -8,7 +8,6 @@ at most 7 words. Every task carries its gold rationale (``metadata.rationale``).
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from collections.abc import Iterator
@@ -102,10 +101,7 @@ class SortingTasks(misstep.TaskLoader["SortingTasks.Options"]):
         if self.options.vocabulary is None:
             return sorting.WORDS
         path = Path(self.options.vocabulary)
-        try:
-            words = sorted({line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()})
-        except OSError as error:
-            raise misstep.DataError(f"cannot read the vocabulary: {error.strerror}", path=path) from None
+        words = sorted({line.strip() for _, line in misstep.text_lines(path) if line.strip()})
         bad = [w for w in words if any(c.isspace() or c == '"' for c in w)]
         if bad:
             raise misstep.DataError(f"words may not hold spaces or double quotes: {bad[0]!r}", path=path)
@@ -178,6 +174,7 @@ class TriPosTFile(misstep.TaskLoader["TriPosTFile.Options"]):
         subset: Literal["train", "validation", "all"] = Field(
             default="all", description="rows whose meta_data.new_split is this (raw files)")
         difficulty: Literal["seen", "unseen", "all"] = "all"
+        allow_empty: misstep.AllowEmpty = False
 
     def load(self) -> Iterator[misstep.Task]:
         opts = self.options
@@ -186,20 +183,15 @@ class TriPosTFile(misstep.TaskLoader["TriPosTFile.Options"]):
         if task is None:
             raise misstep.ComponentError(f"tripost-file: cannot tell the task from the file name {path.name!r}; set "
                                          "`task:` to multistep_arithmetic, word_sorting or date_understanding")
-        if not path.is_file():
-            raise misstep.DataError("file not found", path=path)
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = self._task(task, json.loads(line), number)
-                except (json.JSONDecodeError, ValidationError, ValueError, KeyError, TypeError) as error:
-                    raise misstep.DataError(f"not a TriPosT {task} row: {error}", path=path, line=number) from None
-                keep_subset = opts.subset == "all" or record.split == opts.subset
-                keep_difficulty = opts.difficulty == "all" or record.metadata["difficulty"] == opts.difficulty
-                if keep_subset and keep_difficulty:
-                    yield record
+        for number, row in misstep.iter_json_rows(path, allow_empty=opts.allow_empty):
+            try:
+                record = self._task(task, row, number)
+            except (ValidationError, ValueError, KeyError, TypeError) as error:
+                raise misstep.DataError(f"not a TriPosT {task} row: {error}", path=path, line=number) from None
+            keep_subset = opts.subset == "all" or record.split == opts.subset
+            keep_difficulty = opts.difficulty == "all" or record.metadata["difficulty"] == opts.difficulty
+            if keep_subset and keep_difficulty:
+                yield record
 
     def _task(self, task: str, data: dict[str, Any], number: int) -> misstep.Task:
         if "text" in data:
