@@ -69,6 +69,7 @@ from misstep.recipe import (
     validate_recipe,
 )
 from misstep.stages import StageContext, run_recipe
+from misstep.summary import grouped_metrics, markdown_table, save_metrics
 from misstep.training.encode import Encoded, encode_example
 
 __all__ = [
@@ -80,4 +81,5 @@ __all__ = [
     "get_plugins", "dump_recipe", "hookimpl", "iter_json_rows", "load_recipe", "nonempty", "read_json", "read_jsonl",
     "read_text", "run_recipe", "text_lines", "validate_record", "validate_recipe", "write_jsonl",
     "Encoded", "encode_example", "resolve_model", "trained_spec",
+    "grouped_metrics", "markdown_table", "save_metrics",
 ]

@@ -1,4 +1,10 @@
-"""Prompt templates of the ReAct agent: data, with NAT's wording as defaults, overridable in recipes."""
+"""Prompt templates of the ReAct agent: data, with NAT's wording as defaults, overridable in recipes.
+
+The presets ``math``, ``qa`` and ``strategyqa`` are the instructions of NAT's reference prompt files
+(``prompts/{gsm8k,hotpotqa,StrategyQA}/*_conversation.json``, template ``zero-shot``) byte for byte:
+NAT's released trajectories were collected with them. ``qa-offline`` and ``strategyqa-offline`` are a
+wording for a local retriever (no mention of Google, the Yes/No reminder on its own line).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +22,31 @@ MATH_INSTRUCTION = (
 )
 QA_INSTRUCTION = (
     "Solve a question answering task with interleaving Thought, Action, Observation steps. Thought can reason "
+    "about the current situation, and Action can be two types: \n"
+    "(1) search[query], which searches a query on google and returns a short snippet containing the answer. "
+    "Note that sometimes the snippet does not contain the answer, and some alternative search might be needed.\n"
+    "(2) finish[answer], which returns the answer and finishes the task."
+)
+YES_OR_NO = "Remember you should answer Yes or No."
+STRATEGYQA_INSTRUCTION = f"{QA_INSTRUCTION} {YES_OR_NO}"
+QA_OFFLINE_INSTRUCTION = (
+    "Solve a question answering task with interleaving Thought, Action, Observation steps. Thought can reason "
     "about the current situation, and Action can be two types:\n"
     "(1) search[query], which searches a query on the web and returns a short snippet containing the answer. "
     "Note that sometimes the snippet does not contain the answer, and some alternative search might be needed.\n"
     "(2) finish[answer], which returns the answer and finishes the task."
 )
-STRATEGYQA_INSTRUCTION = QA_INSTRUCTION + "\nRemember you should answer Yes or No."
+STRATEGYQA_OFFLINE_INSTRUCTION = f"{QA_OFFLINE_INSTRUCTION}\n{YES_OR_NO}"
 ACKNOWLEDGEMENT = "I've understood your instruction, start please."
 
-PRESETS: dict[str, str] = {"math": MATH_INSTRUCTION, "qa": QA_INSTRUCTION, "strategyqa": STRATEGYQA_INSTRUCTION}
+Preset = Literal["math", "qa", "strategyqa", "qa-offline", "strategyqa-offline"]
+PRESETS: dict[str, str] = {
+    "math": MATH_INSTRUCTION,
+    "qa": QA_INSTRUCTION,
+    "strategyqa": STRATEGYQA_INSTRUCTION,
+    "qa-offline": QA_OFFLINE_INSTRUCTION,
+    "strategyqa-offline": STRATEGYQA_OFFLINE_INSTRUCTION,
+}
 
 
 class PromptTemplate(BaseModel):
@@ -37,7 +59,7 @@ class PromptTemplate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: Literal["math", "qa", "strategyqa"] = "math"
+    preset: Preset = "math"
     instruction: str = ""
     acknowledgement: str | None = ACKNOWLEDGEMENT
     system: str | None = None

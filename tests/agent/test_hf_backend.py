@@ -43,6 +43,12 @@ def test_a_batch_with_left_padding_gives_what_each_conversation_gives_alone(back
     assert together == alone == REPLIES  # the end-of-turn token ends each reply
 
 
+def test_a_final_assistant_message_is_continued(backend):
+    prefilled = [*conversation(QUESTIONS[1]), misstep.Message(role="assistant", content="Thought: three bags\nAction:")]
+    [rest] = backend.generate([prefilled], [GREEDY])
+    assert "Thought: three bags\nAction:" + rest == REPLIES[1]
+
+
 def test_max_new_tokens_bounds_each_reply(backend):
     short, long = (backend.generate([conversation("2+3?")], [misstep.Sampling(max_new_tokens=n)])[0] for n in (5, 24))
     assert short and len(short) < len(long)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import misstep
-from misstep.agent import markdown_table, report
+from misstep import markdown_table
+from misstep.agent import report
 from misstep.prompts import PromptTemplate
 
 PROMPT = PromptTemplate().render("q")  # instruction, acknowledgement, question: 3 messages
@@ -64,3 +67,27 @@ def test_markdown_table():
         "| hotpot | 2 | 50.00% | 50.00% | 75.00% | 0.00% | 1.50 |",
         "| all | 5 | 60.00% | 50.00% | 75.00% | 11.11% | 1.80 |",
     ]
+
+
+def test_one_summary_for_any_rows_with_extra_metrics(tmp_path):
+    """What trice-evaluate and tripost-evaluate report fits the same summary: tool-use rate, attempts."""
+    rows = [("seen", True, 1, False), ("seen", False, 3, True), ("unseen", True, 2, True)]
+
+    def summary(group):
+        return {"count": len(group), "accuracy": sum(r[1] for r in group) / len(group),
+                "tool_use_rate": sum(r[3] for r in group) / len(group), "attempts": sum(r[2] for r in group) / len(group)}
+
+    result = misstep.grouped_metrics(rows, lambda r: r[0], summary, always=True)
+    assert list(result) == ["all", "seen", "unseen"]
+    assert list(misstep.grouped_metrics(rows[:2], lambda r: r[0], summary)) == ["all"]  # one group: no rows for it
+    metrics, table_path, table = misstep.save_metrics(tmp_path, result, info={"model": "m"}, title="Model m.",
+                                                      label="difficulty")
+    assert table.splitlines() == [
+        "| difficulty | count | accuracy | tool use rate | attempts |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        "| seen | 2 | 50.00% | 50.00% | 2.00 |",
+        "| unseen | 1 | 100.00% | 100.00% | 2.00 |",
+        "| all | 3 | 66.67% | 66.67% | 2.00 |",
+    ]
+    assert table_path.read_text() == f"Model m.\n\n{table}"
+    assert json.loads(metrics.read_text()) == {"model": "m", "metrics": result}

@@ -66,6 +66,15 @@ def backend(url, **options):
     return OpenAIBackend(OpenAIBackend.Options(model="m", base_url=url, backoff=0.01, **options))
 
 
+def test_a_final_assistant_message_asks_for_its_continuation(serve):
+    endpoint, url = serve([(200, " Step (1) is correct.")])
+    prefilled = [*CONVERSATION, misstep.Message(role="assistant", content="Answer: 5\nFeedback:")]
+    assert backend(url).generate([prefilled, CONVERSATION], [misstep.Sampling()] * 2) == [" Step (1) is correct."] * 2
+    continued = next(r for r in endpoint.requests if len(r["messages"]) == 2)
+    assert (continued["continue_final_message"], continued["add_generation_prompt"]) == (True, False)
+    assert "continue_final_message" not in next(r for r in endpoint.requests if len(r["messages"]) == 1)
+
+
 def test_requests_carry_each_conversations_sampling_and_replies_are_cut_at_the_stop(serve):
     endpoint, url = serve([(200, "Thought: t\nAction: finish[5]\nObservation: made up")])
     sampling = [misstep.Sampling(temperature=0.7, top_p=0.9, max_new_tokens=33, stop=("\nObservation:",), seed=4),

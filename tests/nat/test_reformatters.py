@@ -17,17 +17,6 @@ def question_turn(example):
     return [m for m in example.messages if m.role == "user"][1].content
 
 
-def test_paper_hint_strings_are_exact():
-    nat = create("nat")
-    positive = nat.inference_prompt(misstep.PromptTemplate().render("What is 2 plus 3?"))
-    assert positive[-1].content == (
-        "Question: What is 2 plus 3?. Generate a sequence of Thought and Action steps to solve the problem correctly.")
-    qa = create("nat", hints="qa")
-    assert qa.hints.positive == "Generate a sequence of Thought and Action steps to solve the question **correctly**."
-    assert qa.hints.negative == "Generate a sequence of Thought and Action steps. But **incorrectly** solve the question."
-    assert nat.hints.negative == "Generate a sequence of Thought and Action steps. But incorrectly solve the problem."
-
-
 def test_nat_hint_follows_the_label(make_trajectory):
     examples = list(create("nat").reformat([make_trajectory("t1", True), make_trajectory("t2", False)], {}))
     assert [e.metadata["label"] for e in examples] == ["positive", "negative"]
@@ -44,22 +33,23 @@ def test_nat_hint_follows_the_label(make_trajectory):
 
 
 @pytest.mark.parametrize(("hints", "positive", "negative"), [
-    ("good-bad", "[Good] ", "[Bad] "),
-    ("a-b", "[A] ", "[B] "),
-    ("1-2", "[1] ", "[2] "),
-    ("random-sentences", "The river flows quietly past the old mill. ", "A violin rests on the piano in the corner. "),
+    ("good-bad", "[Good] {q}.", "[Bad] {q}."),
+    ("a-b", "[A] {q}.", "[B] {q}."),
+    ("1-2", "[1] {q}.", "[2] {q}."),
+    ("random-sentences", "{q}. 15th-century Italy saw the formation of the two main variants that are known today.",
+     "{q}. An apple is a round, edible fruit produced by an apple tree."),
 ])
-def test_non_interpretable_presets_are_prefixes(make_trajectory, hints, positive, negative):
+def test_non_interpretable_presets_on_examples_and_at_inference(make_trajectory, hints, positive, negative):
     nat = create("nat", hints=hints)
     examples = list(nat.reformat([make_trajectory("t1", True), make_trajectory("t2", False)], {}))
-    assert [question_turn(e) for e in examples] == [positive + QUESTION, negative + QUESTION]
-    assert nat.inference_prompt([Message(role="user", content=QUESTION)])[0].content == positive + QUESTION
+    assert [question_turn(e) for e in examples] == [positive.format(q=QUESTION), negative.format(q=QUESTION)]
+    assert nat.inference_prompt([Message(role="user", content=QUESTION)])[0].content == positive.format(q=QUESTION)
 
 
 def test_custom_hints_and_position(make_trajectory):
     nat = create("nat", hints={"positive": "Solve it right.", "negative": "Solve it wrong."}, position="prefix")
     example = next(iter(nat.reformat([make_trajectory("t1", False)], {})))
-    assert question_turn(example) == f"Solve it wrong. {QUESTION}"
+    assert question_turn(example) == f"Solve it wrong. {QUESTION}."
     suffix = create("nat", hints={"positive": "(good)", "negative": "(bad)", "separator": " "})
     assert suffix.inference_prompt([Message(role="user", content="Q")])[0].content == "Q (good)"
     moved = create("nat", hints="good-bad", position="suffix")
@@ -95,10 +85,10 @@ def test_nat_k_reformats_by_f1_and_infers_with_the_top_class(make_trajectory):
             make_trajectory("t3", False, f1=0.0), make_trajectory("t4", False)]
     examples = list(natk.reformat(data, {}))
     assert [question_turn(e) for e in examples] == [
-        f"[Correct] {QUESTION}", f"[Mostly Correct] {QUESTION}", f"[Totally Incorrect] {QUESTION}"]
+        f"[Correct] {QUESTION}.", f"[Mostly Correct] {QUESTION}.", f"[Totally Incorrect] {QUESTION}."]
     assert [e.metadata["label"] for e in examples] == ["positive", "negative", "negative"]
     assert natk.report()["dropped"] == {"no f1 in the verdict": 1}
-    assert natk.inference_prompt([Message(role="user", content="Q")])[0].content == "[Correct] Q"
+    assert natk.inference_prompt([Message(role="user", content="Q")])[0].content == "[Correct] Q."
 
 
 def test_per_question_caps_and_dedup(make_trajectory):
@@ -119,11 +109,11 @@ def test_per_question_caps_and_dedup(make_trajectory):
     assert len(list(uncapped.reformat(data, {}))) == 8
 
 
-def test_sampling_is_seeded_nested_and_independent_per_group(make_trajectory):
+def test_random_sampling_is_seeded_nested_and_independent_per_group(make_trajectory):
     data = [make_trajectory(f"p{i}", True) for i in range(20)] + [make_trajectory(f"n{i}", False) for i in range(40)]
 
     def ids(**options):
-        return [e.id for e in create("nat", **options).reformat(data, {})]
+        return [e.id for e in create("nat", sampling="random", **options).reformat(data, {})]
 
     small = ids(pos_num=5, neg_num=10, seed=1)
     assert len(small) == 15 and small == ids(pos_num=5, neg_num=10, seed=1)
@@ -164,7 +154,7 @@ def test_bad_options_are_reported_in_the_recipe(tmp_path):
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe)
     text = str(info.value)
-    assert "unknown hint preset 'polite'; choose one of: math, qa, good-bad" in text
+    assert "unknown hint preset 'polite'; choose one of: math, qa, correct-incorrect, good-bad" in text
     assert "ascending order" in text
     assert "must differ" in text
 
@@ -184,27 +174,14 @@ def test_reformat_stage_writes_the_summary(tmp_path, make_trajectory):
     assert summary["dropped"] == {"unlabelled (no verdict)": 1}
 
 
-def test_qa_hints_on_the_strategyqa_prompt_exactly():
-    nat = create("nat", hints="qa")
-    prompt = misstep.PromptTemplate(preset="strategyqa").render("Can a cat swim?")
-    assert prompt[0].content.endswith("\nRemember you should answer Yes or No.")
-    assert nat.inference_prompt(prompt)[-1].content == (
-        "Question: Can a cat swim?. Generate a sequence of Thought and Action steps to solve the question "
-        "**correctly**.")
-    assert nat.hints.apply(prompt, "negative")[-1].content == (
-        "Question: Can a cat swim?. Generate a sequence of Thought and Action steps. But **incorrectly** solve "
-        "the question.")
-    assert prompt[-1].content == "Question: Can a cat swim?"  # the prompt itself is not changed
-
-
 def test_nat_k_three_classes_reformat_and_positive_is_the_top_class(make_trajectory):
     natk = create("nat-k")  # 3-class, by F1
     data = [make_trajectory("t1", False, f1=0.0), make_trajectory("t2", False, f1=0.3),
             make_trajectory("t3", True, f1=1.0)]
     examples = list(natk.reformat(data, {}))
     assert [(question_turn(e), e.metadata["label"]) for e in examples] == [
-        (f"[Incorrect] {QUESTION}", "negative"), (f"[Partially Correct] {QUESTION}", "negative"),
-        (f"[Correct] {QUESTION}", "positive")]
+        (f"[Incorrect] {QUESTION}.", "negative"), (f"[Partially Correct] {QUESTION}.", "negative"),
+        (f"[Correct] {QUESTION}.", "positive")]
     assert natk.report()["classes"] == {"[Incorrect]": 1, "[Partially Correct]": 1, "[Correct]": 1}
 
 

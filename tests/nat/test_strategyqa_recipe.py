@@ -7,7 +7,7 @@ from pathlib import Path
 import misstep
 import pytest
 from misstep.testing import build_tiny_model
-from misstep_nat.hints import QA_NEGATIVE, QA_POSITIVE
+from misstep_nat.hints import QA_NEGATIVE, QA_POSITIVE, QA_TARGET_AWARE
 from shared_data import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,8 @@ def test_nat_strategyqa_recipe_on_a_tiny_model(tmp_path):
     metrics = json.loads((run.dir / "eval-nat" / "metrics.json").read_text())
     assert metrics["inference_prompt"] == "nat" and metrics["metrics"]["all"]["count"] == 4
     for line in (run.dir / "eval-nat" / "trajectories.jsonl").open():
-        assert json.loads(line)["messages"][2]["content"].endswith(". " + QA_POSITIVE)
+        messages = json.loads(line)["messages"]
+        assert QA_TARGET_AWARE in messages[0]["content"] and messages[2]["content"].endswith(". " + QA_POSITIVE)
     for line in (run.dir / "eval-untrained" / "trajectories.jsonl").open():
         assert json.loads(line)["messages"][2]["content"].endswith("?")
     rows = json.loads((run.dir / "compare" / "comparison.json").read_text())["rows"]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from misstep_trice.layout import collate
-from misstep_trice.rrhf import candidate_scores, rrhf_loss, rrhf_terms
+from misstep_trice.rrhf import candidate_lengths, candidate_scores, rrhf_loss, rrhf_terms
 
 
 def terms(scores: list[list[float]], rewards: list[list[float]], valid: list[list[bool]] | None = None):
@@ -111,3 +111,14 @@ def test_three_candidates_hand_computed(rewards: list[float], weight: float, ran
     # the columns of the last token of c0 and of c2 predict nothing: no gradient there
     reached = logits.grad[0].abs().sum(dim=-1) > 0
     assert reached[0] and not reached[1] and not reached[4]
+
+
+def test_the_sft_term_can_be_summed_as_in_the_paper() -> None:
+    # SFT on c1 = [0, 0] (the best reward): mean -p1 = 0.490415 over its 2 tokens, sum 2 * 0.490415
+    batch = collate([{**THREE, "rewards": [1.0, 2.0, 0.0]}], shared=True)
+    scores = candidate_scores(three_candidate_logits(), batch)
+    assert candidate_lengths(batch).tolist() == [[1, 2, 1]]
+    _, mean = rrhf_loss(scores, batch["rewards"], batch["valid"], rrhf_weight=1.0)
+    loss, summed = rrhf_loss(scores, batch["rewards"], batch["valid"], rrhf_weight=1.0, lengths=candidate_lengths(batch))
+    assert (mean["sft_loss"], summed["sft_loss"]) == (pytest.approx(0.490415, abs=1e-5), pytest.approx(0.980830, abs=1e-5))
+    assert loss.item() == pytest.approx(summed["rank_loss"] + 0.980830, abs=1e-5)

@@ -36,22 +36,24 @@ def load(folder: Path, attention: str = "sdpa") -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
 
 
-def naive_loss(model: torch.nn.Module, features: list[dict], rrhf_weight: float) -> torch.Tensor:
-    """RRHF written out plainly: one forward pass per candidate on ``prompt + candidate``, no padding."""
+def naive_loss(model: torch.nn.Module, features: list[dict], rrhf_weight: float, sft: str = "mean") -> torch.Tensor:
+    """RRHF written out plainly: one forward pass per candidate on ``prompt + candidate``, no padding; the SFT
+    term the mean or the sum of the best candidate's token negative log-likelihoods."""
     losses = []
     for feature in features:
         prompt = feature["prompt_ids"]
-        scores = []
+        scores, sums = [], []
         for ids, trained in zip(feature["candidate_ids"], feature["candidate_trained"]):
             logits = model(input_ids=torch.tensor([prompt + ids])).logits[0]
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             picked = [logprobs[len(prompt) + t - 1, token] for t, token in enumerate(ids) if trained[t]]
             scores.append(torch.stack(picked).mean())
+            sums.append(torch.stack(picked).sum())
         rewards = feature["rewards"]
         rank = sum((torch.clamp(scores[i] - scores[j], min=0) for i in range(len(scores)) for j in range(len(scores))
                     if rewards[i] < rewards[j]), torch.tensor(0.0))
         best = rewards.index(max(rewards))
-        losses.append(rrhf_weight * rank - scores[best])
+        losses.append(rrhf_weight * rank - (scores[best] if sft == "mean" else sums[best]))
     return torch.stack(losses).mean()
 
 
@@ -59,14 +61,15 @@ def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_layouts_match_the_naive_computation_with_batches_and_variable_k(model_dir: Path, shared: bool) -> None:
+@pytest.mark.parametrize(("shared", "sft"), [(True, "mean"), (False, "mean"), (True, "sum")])
+def test_layouts_match_the_naive_computation_with_batches_and_variable_k(model_dir: Path, shared: bool,
+                                                                         sft: str) -> None:
     model = load(model_dir)
-    expected = naive_loss(model, FEATURES, rrhf_weight=0.5)
+    expected = naive_loss(model, FEATURES, rrhf_weight=0.5, sft=sft)
     expected.backward()
     expected_grads = gradients(model)
     model.zero_grad()
-    loss = RRHF(RRHF.Options(rrhf_weight=0.5, shared_prompt=shared))
+    loss = RRHF(RRHF.Options(rrhf_weight=0.5, shared_prompt=shared, sft_reduction=sft))
     out = loss.compute(model, loss.collate(FEATURES))
     out.loss.backward()
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)

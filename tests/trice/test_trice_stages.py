@@ -163,7 +163,7 @@ def test_evaluate_reports_accuracy_and_tool_use_per_dataset(tasks_file, run) -> 
     assert outputs["datasets"]["a"] == {"accuracy": 1.0, "tool_use_rate": 0.5, "count": 2}
     assert outputs["datasets"]["b"] == {"accuracy": 0.5, "tool_use_rate": 0.5, "count": 2}
     table = (result.dir / outputs["table"]["path"]).read_text()
-    assert "| all | 75.00% | 50.00% | 4 |" in table
+    assert "| dataset | count | accuracy | tool use rate |" in table and "| all | 4 | 75.00% | 50.00% |" in table
 
 
 QA = [

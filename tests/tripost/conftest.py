@@ -22,9 +22,10 @@ def shared() -> Path:
 @pytest.fixture
 def plugins() -> misstep.Plugins:
     """Installed plugins (misstep-tripost among them) and the test backends of tripost_components."""
-    from tripost_components import CannedBackend, StudentBackend, TriPosTTestPlugin
+    from tripost_components import CannedBackend, SelfImproverBackend, StudentBackend, TriPosTTestPlugin
 
     CannedBackend.prompts = []
+    SelfImproverBackend.prefills = []
     StudentBackend.calls, StudentBackend.crash_at = 0, None
     manager = misstep.Plugins()
     manager.add(TriPosTTestPlugin(), "tripost-test")

@@ -1,7 +1,8 @@
-"""The tripost reformatter (per-turn items, rebalancing, gold, weights), the rationale baseline data, and
-self-improving inference (stop rules, helped and hurt)."""
+"""The tripost reformatter: per-turn items, rebalancing, gold, weights, repeated interactions."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import misstep
 import pytest
@@ -9,12 +10,11 @@ import pytest
 from misstep_tripost.arithmetic import INFO
 from misstep_tripost.convert import TriPosTReformatter
 from misstep_tripost.editing import edit_replies
-from misstep_tripost.evaluate import Prediction, read_reply, summarize
 from misstep_tripost.families import FAMILIES
 from misstep_tripost.improvers import ScriptedImprover
 from misstep_tripost.source import edit_trajectory
 from misstep_tripost.tasks import ArithmeticTasks
-from misstep_tripost.text import FINAL, Step, correct_feedback, render_interaction
+from misstep_tripost.text import FINAL, Step, render_interaction
 from misstep_tripost.verifiers import ScriptedVerifier
 
 FAMILY = FAMILIES["multistep_arithmetic"]
@@ -29,42 +29,62 @@ def tasks() -> list[misstep.Task]:
     return list(ArithmeticTasks(ArithmeticTasks.Options(count=14, depths=[1], seed=3)).load())
 
 
-def trajectories(tasks: list[misstep.Task], wrong_ones: int) -> list[misstep.Trajectory]:
-    """Edited trajectories: the first ``wrong_ones`` tasks answered wrongly (edited), the rest right (kept),
-    and one reply that does not parse (dropped)."""
+def trajectories(tasks: list[misstep.Task], wrong_ones: int, dropped: int = 1) -> list[misstep.Trajectory]:
+    """Edited trajectories: the first ``wrong_ones`` tasks answered wrongly (edited by the scripted improver,
+    whose update is the gold rationale), the rest right (kept), the last ``dropped`` replies unparsable."""
     replies = []
     for index, task in enumerate(tasks):
         steps = FAMILY.gold(task)
         replies.append(render_interaction(INFO, [wrong(steps) if index < wrong_ones else steps], []))
-    replies[-1] = "no idea"
+    replies[len(replies) - dropped:] = ["no idea"] * dropped
     edits = edit_replies(tasks, replies, ScriptedVerifier().critique, ScriptedImprover().improve)
     return [edit_trajectory(edit, 0, "student", 1.0) for edit in edits]
 
 
-def test_improvements_become_weighted_per_turn_items_rebalanced_with_gold(tasks: list[misstep.Task]) -> None:
+def test_rebalancing_a_realistic_mix_gives_the_reference_ratio() -> None:
+    tasks = list(ArithmeticTasks(ArithmeticTasks.Options(count=40, depths=[1], seed=5)).load())
     reformatter = TriPosTReformatter()
-    examples = list(reformatter.reformat(trajectories(tasks, 4), {t.id: t for t in tasks}))
+    examples = list(reformatter.reformat(trajectories(tasks, 24, dropped=2), {t.id: t for t in tasks}))
     report = reformatter.report()
-    assert report["trajectories"] == {"edited": 4, "kept": 9, "dropped": 1}
-    # 4 improvements; their last turns (gold + all correct) are non-improvement items, as are 9 kept ones
-    assert (report["improvement"], report["non_improvement_available"]) == (4, 13)
-    assert report["non_improvement"] == 3  # ceil(4 / 1.5)
-    # gold rationales of the 14 questions, less those already in the data: the kept and the improved
-    # attempts are the gold rationale with the "all correct" feedback; only the dropped task's is new
-    assert (report["gold_available"], report["gold"], report["examples"]) == (1, 1, 8)
-    kinds = [e.metadata["kind"] for e in examples]
-    assert kinds.count("improvement") == 4 and kinds.count("non_improvement") == 3 and kinds.count("gold") == 1
+    assert report["trajectories"] == {"edited": 24, "kept": 14, "dropped": 2}
+    # 24 improvement items; non-improvement: the 24 updates with their "all correct" feedback and 14 kept answers
+    assert (report["improvement"], report["non_improvement_available"], report["non_improvement"]) == (24, 38, 16)
+    # gold: every task's but the 14 kept ones' (a kept interaction is the gold rationale with its feedback);
+    # an edited interaction is not, though its last per-turn item is (the reference compares whole ones)
+    assert (report["gold_available"], report["gold"]) == (26, 16)
+    kinds = Counter(e.metadata["kind"] for e in examples)
+    assert kinds == {"improvement": 24, "non_improvement": 16, "gold": 16}  # 1.5 : 1 : 1
+    again = list(TriPosTReformatter().reformat(trajectories(tasks, 24, dropped=2), {t.id: t for t in tasks}))
+    assert [e.id for e in again] == [e.id for e in examples]  # seeded
+
+
+def test_weights_from_the_first_feedback_only_where_the_reference_puts_them(tasks: list[misstep.Task]) -> None:
+    mix = trajectories(tasks, 4)
+    edited = {t.id for t in mix if t.metadata["outcome"] == "edited"}
+    options = TriPosTReformatter.Options(improve_data_ratio=-1)  # every item, to see each kind
+    examples = list(TriPosTReformatter(options).reformat(mix, {t.id: t for t in tasks}))
+    weighted = 0
     for example in examples:
         user, assistant = example.messages
         assert user.role == "user" and user.content.startswith("Q: ") and assistant.trained
-        start = assistant.content.index("Feedback:")
-        assert assistant.spans == [misstep.WeightSpan(start=start, weight=1.5)]
+        source = example.id.rsplit("/", 1)[0]
         if example.metadata["kind"] == "improvement":
             assert assistant.content.count("Feedback:") == 1 and "\nUpdated Answer: " in assistant.content
-            assert assistant.content.endswith(".")
             assert not assistant.content.endswith("correct.")  # the update's own feedback is the next item
-    again = list(TriPosTReformatter().reformat(trajectories(tasks, 4), {t.id: t for t in tasks}))
-    assert [e.id for e in again] == [e.id for e in examples]  # seeded
+        if example.metadata["kind"] == "gold" or source not in edited:  # gold and first-try-correct: weight 1
+            assert (assistant.weight, assistant.spans) == (1.0, [])
+        else:  # from an improvement (its updates and its last attempt): 1.5 from "\nFeedback:" on, end included
+            weighted += 1
+            start = assistant.content.index("\nFeedback:")
+            assert assistant.weight == 1.5 and assistant.spans == [misstep.WeightSpan(start=0, end=start, weight=1.0)]
+    assert weighted == 2 * len(edited)
+    task = tasks[0]
+    bad = wrong(FAMILY.gold(task))
+    cut = mix[0].model_copy(update={"metadata": {**mix[0].metadata, "outcome": "cut"}, "messages": [
+        mix[0].messages[0], misstep.Message(role="assistant", content=render_interaction(
+            INFO, [bad], ScriptedVerifier().critique([task], [bad])))]})
+    [example] = TriPosTReformatter(TriPosTReformatter.Options(improve_data_ratio=-1, gold=False)).reformat([cut], {})
+    assert example.metadata["kind"] == "non_improvement" and example.messages[1].weight == 1.5  # an error feedback
 
 
 def test_rebalancing_can_be_disabled_and_whole_interactions_kept(tasks: list[misstep.Task]) -> None:
@@ -77,51 +97,16 @@ def test_rebalancing_can_be_disabled_and_whole_interactions_kept(tasks: list[mis
     assert all(e.messages[1].content.count("Feedback:") == 2 and not e.messages[1].spans for e in improvements)
 
 
-def test_duplicates_are_removed_and_options_checked(tasks: list[misstep.Task]) -> None:
+def test_repeated_interactions_are_removed_and_options_checked(tasks: list[misstep.Task]) -> None:
     reformatter = TriPosTReformatter(TriPosTReformatter.Options(improve_data_ratio=-1))
     twice = trajectories(tasks, 4) * 2
     examples = list(reformatter.reformat(twice, {t.id: t for t in tasks}))
-    assert reformatter.report()["duplicates"] == 4 + 13
-    assert len({(e.messages[0].content, e.messages[1].content) for e in examples}) == len(examples)
+    assert reformatter.report()["duplicates"] == 4 + 9  # whole interactions; the dropped one is not counted
+    items = [(e.messages[0].content, e.messages[1].content) for e in examples if e.metadata["kind"] != "gold"]
+    assert len(set(items)) == len(items) == 4 + 4 + 9
+    golds = {(e.messages[0].content, e.messages[1].content) for e in examples if e.metadata["kind"] == "gold"}
+    assert len(golds & set(items)) == 4  # an update's last item may equal its gold rationale, as in the reference
     with pytest.raises(ValueError, match="improve_data_ratio"):
         TriPosTReformatter.Options(improve_data_ratio=0)
     with pytest.raises(misstep.ComponentError, match="tasks"):
         list(TriPosTReformatter().reformat(trajectories(tasks, 1), {}))
-
-
-# --- self-improving inference -------------------------------------------------------------------------------
-
-
-def test_stop_rules_of_self_improving_inference(tasks: list[misstep.Task]) -> None:
-    task = tasks[0]
-    gold = FAMILY.gold(task)
-    bad = wrong(gold)
-    feedback = ScriptedVerifier().critique([task], [bad])[0]
-
-    def read(*attempts, feedbacks=(), limit=10):
-        return read_reply(render_interaction(INFO, list(attempts), list(feedbacks)), task, FAMILY, limit)
-
-    corrected = read(bad, gold, feedbacks=[feedback, correct_feedback(gold)])
-    assert (corrected.first_correct, corrected.final_correct, corrected.attempts, corrected.stop) == (False, True, 2, "correct")
-    stopped = read(bad, gold, feedbacks=[correct_feedback(bad), feedback])  # believes its wrong answer
-    assert (stopped.final_correct, stopped.attempts, stopped.stop) == (False, 1, "correct")
-    repeated = read(bad, bad, feedbacks=[feedback, feedback])
-    assert (repeated.attempts, repeated.stop) == (1, "repeat")
-    limited = read(bad, gold, feedbacks=[feedback, feedback], limit=1)
-    assert (limited.final_correct, limited.attempts, limited.stop) == (False, 1, "limit")
-    hurt = read(gold, bad, feedbacks=[feedback])
-    assert (hurt.first_correct, hurt.final_correct, hurt.stop) == (True, False, "end")
-    nothing = read_reply("garbage", task, FAMILY, 10)
-    assert (nothing.attempts, nothing.final_correct, nothing.stop) == (0, False, "unparsable")
-
-
-def test_summary_counts_helped_and_hurt_per_difficulty() -> None:
-    def prediction(difficulty: str, first: bool, final: bool) -> Prediction:
-        return Prediction(task_id=f"{difficulty}{first}{final}", difficulty=difficulty, reply="", first_correct=first,
-                          final_correct=final, attempts=2, stop="correct")
-
-    metrics = summarize([prediction("seen", False, True), prediction("seen", True, True), prediction("unseen", True, False),
-                         prediction("unseen", False, False)])
-    assert list(metrics) == ["seen", "unseen", "all"]
-    assert metrics["seen"]["accuracy"] == 1.0 and metrics["seen"]["first_accuracy"] == 0.5
-    assert (metrics["all"]["helped"], metrics["all"]["hurt"], metrics["all"]["accuracy"]) == (1, 1, 0.5)

@@ -140,17 +140,39 @@ def test_llm_updates_are_parsed_and_accepted_or_rejected(plugins: misstep.Plugin
         f"Feedback: {STEP2_FEEDBACK.text()}\nUpdated Answer: Let's think step by step. {INFO}\n{render_steps(kept)}")
 
 
-def test_rejected_updates_are_counted_until_the_budget_runs_out(plugins: misstep.Plugins) -> None:
+def test_an_update_that_is_not_legitimate_drops_the_interaction_or_is_retried(plugins: misstep.Plugins) -> None:
     unchanged = render_steps(WRONG[1:])  # the erroneous step is not changed: not acceptable
     rewritten = render_steps([GOLD[0].__class__("1", "This equation is easy."), *GOLD[1:]])  # earlier step changed
-    improver = llm(plugins, LLMImprover, ["no steps here", unchanged, rewritten])
-    result = edit(reply(WRONG), improver=improver, max_updates=4)
+    replies = ["no steps here", unchanged, rewritten]
+    result = edit(reply(WRONG), improver=llm(plugins, LLMImprover, replies), max_updates=4)
+    assert (result.outcome, result.reason, result.updates, result.rejected_updates) == (
+        "dropped", "rejected update", 1, 1)  # the reference's default: the first bad update ends the editing
+    result = edit(reply(WRONG), improver=llm(plugins, LLMImprover, replies), max_updates=4, retry_rejected=True)
     assert (result.outcome, result.reason, result.updates, result.rejected_updates) == ("dropped", "not fixed", 4, 4)
 
 
-def test_an_update_that_gets_worse_is_cut_back_to_the_first_feedback(plugins: misstep.Plugins) -> None:
+def test_an_update_still_holding_the_quoted_part_is_not_legitimate(plugins: misstep.Plugins) -> None:
+    same_part = render_steps([GOLD[1].__class__("2", GOLD[1].text.replace("= 7.", "= 7, not (15 - 8) = 8.")),
+                              *GOLD[2:]])
+    result = edit(reply(WRONG), improver=llm(plugins, LLMImprover, [same_part]))
+    assert (result.outcome, result.reason, result.rejected_updates) == ("dropped", "rejected update", 1)
+
+
+def test_another_part_of_the_same_step_is_progress(plugins: misstep.Plugins) -> None:
     improver = llm(plugins, LLMImprover, [render_steps(STILL_WRONG[1:]), render_steps(GOLD[1:])])
     result = edit(reply(WRONG), improver=improver)
+    assert (result.outcome, result.updates, result.worse) == ("edited", 2, False)
+    assert result.attempts == [WRONG, STILL_WRONG, GOLD]
+    assert [f.error_step for f in result.feedbacks] == ["2", "2", None]
+
+
+def test_an_update_whose_error_moves_earlier_is_cut_back_to_the_first_feedback(plugins: misstep.Plugins) -> None:
+    blame_step_1 = ('Earliest error step: (1)\nError segment: "This equation can be written as"\n'
+                    "Error reason: it is phrased badly.")
+    verifier = llm(plugins, LLMVerifier, [GOOD_FEEDBACK, blame_step_1])
+    rephrased = GOLD[0].__class__("1", 'We write it as "(A + B)", where A = (5 * 3 - 8) and B = (4 + 6 + 5).')
+    improver = llm(plugins, LLMImprover, [render_steps(STILL_WRONG[1:]), render_steps([rephrased, *GOLD[1:]])])
+    result = edit(reply(WRONG), improver=improver, verifier=verifier)
     assert (result.outcome, result.updates, result.worse) == ("cut", 2, True)
     assert result.attempts == [WRONG] and result.feedbacks == [STEP2_FEEDBACK]
 

@@ -77,12 +77,16 @@ def test_the_recipe_runs_end_to_end_on_a_tiny_model(tiny_model: Path, tmp_path: 
         info = json.loads((run.dir / f"round-{round_}" / "model" / "misstep.json").read_text())
         assert info["stage"] == f"round-{round_}"
         examples = [json.loads(line) for line in (run.dir / f"edit-{round_}" / "examples.jsonl").read_text().splitlines()]
-        for example in examples:
+        for example in examples:  # weighted from "\nFeedback:" on, unless gold or right at the first try
             assistant = example["messages"][1]
-            assert assistant["spans"] == [{"start": assistant["content"].index("Feedback:"), "end": None, "weight": 1.5}]
+            if assistant["spans"]:
+                end = assistant["content"].index("\nFeedback:")
+                assert assistant["spans"] == [{"start": 0, "end": end, "weight": 1.0}] and assistant["weight"] == 1.5
+            else:
+                assert assistant["weight"] == 1.0 and "Updated Answer:" not in assistant["content"]
     for name in ("eval-baseline", "eval-1", "eval-2", "eval-3"):
         metrics = json.loads((run.dir / name / "metrics.json").read_text())["metrics"]
-        assert metrics["seen"]["tasks"] == 2 and metrics["unseen"]["tasks"] == 4 and metrics["all"]["tasks"] == 6
+        assert metrics["seen"]["count"] == 2 and metrics["unseen"]["count"] == 4 and metrics["all"]["count"] == 6
         assert 0 <= outputs[name]["accuracy"] <= 1 and "accuracy_unseen" in outputs[name]
         assert len((run.dir / name / "predictions.jsonl").read_text().splitlines()) == 6
     again = misstep.run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)  # finished: every stage is skipped
@@ -112,7 +116,7 @@ def test_the_editing_source_resumes_after_a_crash(plugins: misstep.Plugins, tmp_
     assert {e.metadata["outcome"] for e in edits} == {"edited"}
     summary = json.loads((tmp_path / "edit" / "summary.json").read_text())
     assert summary["trajectories"] == {"edited": 5} and summary["improvement"] == 5
-    assert run.outputs["edit"]["count"] == summary["examples"] == 5 + 4 + 0
+    assert run.outputs["edit"]["count"] == summary["examples"] == 5 + 4 + 4  # improvement, ceil(5 / 1.5), gold
 
 
 def test_llm_verifier_and_improver_through_the_hf_backend(tiny_model: Path) -> None:
@@ -139,7 +143,8 @@ def test_llm_verifier_and_improver_through_the_hf_backend(tiny_model: Path) -> N
 
 
 def test_tokens_from_the_first_feedback_on_carry_the_section_weight(tiny_model: Path) -> None:
-    """What the core ``sft`` loss sees of a TriPosT example: weight 1 before "Feedback:", 1.5 from there on."""
+    """What the core ``sft`` loss sees of a TriPosT example: weight 1 before "Feedback:", 1.5 from there on
+    to the end-of-turn token."""
     from misstep.models import load_tokenizer
     from misstep.training.encode import encode_example
 
@@ -156,7 +161,8 @@ def test_tokens_from_the_first_feedback_on_carry_the_section_weight(tiny_model: 
     trained = [(token, weight) for token, label, weight in zip(encoded.input_ids, encoded.labels, encoded.weights)
                if label != -100]
     first = next(i for i, (_, weight) in enumerate(trained) if weight == 1.5)
-    assert tokenizer.decode([token for token, _ in trained[first:]]).startswith("Feedback:")
+    assert tokenizer.decode([token for token, _ in trained[first:]]).lstrip("\n").startswith("Feedback:")
     assert tokenizer.decode([token for token, _ in trained[:first]]).rstrip("\n") == wrong
     assert {weight for _, weight in trained[:first]} == {1.0}
-    assert {weight for _, weight in trained[first:-1]} == {1.5}  # the end-of-turn token keeps the message weight
+    assert {weight for _, weight in trained[first:]} == {1.5}  # the end-of-turn token too, as in the reference
+    assert trained[-1][0] == tokenizer.convert_tokens_to_ids("<|im_end|>")

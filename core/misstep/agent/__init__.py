@@ -8,10 +8,10 @@ from misstep.agent.loop import (
     rollout_key,
     rollout_seed,
 )
-from misstep.agent.metrics import markdown_table, report, summarize
+from misstep.agent.metrics import report, summarize
 from misstep.agent.store import TrajectoryStore, trajectory_key
 
 __all__ = [
-    "STOP", "Agent", "PromptTransform", "Rollout", "TrajectoryStore", "markdown_table", "report", "rollout_key",
+    "STOP", "Agent", "PromptTransform", "Rollout", "TrajectoryStore", "report", "rollout_key",
     "rollout_seed", "summarize", "trajectory_key",
 ]

@@ -1,4 +1,5 @@
-"""Evaluation metrics over trajectories, as NAT reports them, overall and per dataset.
+"""Evaluation metrics over trajectories, as NAT reports them, overall and per dataset (shown with
+:func:`misstep.summary.markdown_table`).
 
 - accuracy: share of trajectories whose verdict is correct (no verdict or ``correct=None`` counts as wrong);
 - verdict metrics (EM, F1, ...): the mean of each ``Verdict.metrics`` key over the trajectories that have it;
@@ -13,8 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from misstep.datamodel import Task, Trajectory
-
-ALL = "all"
+from misstep.summary import grouped_metrics
 
 
 def assistant_turns(trajectory: Trajectory) -> int:
@@ -48,43 +48,9 @@ def summarize(trajectories: Iterable[Trajectory]) -> dict[str, float | int]:
 
 def report(trajectories: Iterable[Trajectory], tasks: Mapping[str, Task]) -> dict[str, dict[str, Any]]:
     """``{"all": summary, "<dataset>": summary, ...}``; a trajectory's dataset is its task's."""
-    groups: dict[str, list[Trajectory]] = defaultdict(list)
-    everything: list[Trajectory] = []
-    for trajectory in trajectories:
+
+    def dataset(trajectory: Trajectory) -> str:
         task = tasks.get(trajectory.task_id)
-        groups[task.dataset if task and task.dataset else "(none)"].append(trajectory)
-        everything.append(trajectory)
-    result = {ALL: summarize(everything)}
-    if len(groups) > 1:
-        result.update({name: summarize(groups[name]) for name in sorted(groups)})
-    return result
+        return task.dataset if task and task.dataset else "(none)"
 
-
-PERCENT = {"accuracy", "action_error_rate", "em", "f1", "exact_match"}
-
-
-def markdown_table(result: Mapping[str, Mapping[str, Any]]) -> str:
-    """The report as a Markdown table: one row per dataset (``all`` last), one column per metric."""
-    columns = ["count", "accuracy"]
-    for summary in result.values():
-        columns += [key for key in summary if key not in columns and key not in {"action_error_rate", "avg_turns"}]
-    columns += ["action_error_rate", "avg_turns"]
-    rows = [name for name in result if name != ALL] + [ALL]
-    lines = [
-        "| dataset | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
-        "| --- | " + " | ".join("---:" for _ in columns) + " |",
-    ]
-    for name in rows:
-        cells = [_cell(column, result[name].get(column)) for column in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(column: str, value: Any) -> str:
-    if value is None:
-        return ""
-    if column == "count":
-        return str(value)
-    if column in PERCENT:
-        return f"{100 * value:.2f}%"
-    return f"{value:.2f}"
+    return grouped_metrics(trajectories, dataset, summarize)

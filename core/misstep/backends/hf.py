@@ -3,7 +3,8 @@
 Requests with the same sampling settings share one ``generate`` call (left padding, KV cache, stop
 strings that end each row on its own; sampling or beam search, one or several replies per request);
 the model loads on first use, in bf16 where the GPU or CPU computes it natively
-(:mod:`misstep.precision`), else in float32.
+(:mod:`misstep.precision`), else in float32. A conversation that ends with an assistant message is
+continued: the reply is the rest of that message.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from misstep.errors import ComponentError
 from misstep.precision import Choice, choose, from_dtype
 from misstep.recipe import ModelSpec
 from misstep.training.encode import chat_messages
+
+
+def prompt_text(tokenizer: Any, conversation: Sequence[Message]) -> str:
+    """The chat template's text to generate from: a new assistant turn, or, when the conversation ends
+    with an assistant message, the rest of that message (a prefill)."""
+    prefill = bool(conversation) and conversation[-1].role == "assistant"
+    return tokenizer.apply_chat_template(chat_messages(conversation), tokenize=False,
+                                         add_generation_prompt=not prefill, continue_final_message=prefill)
 
 
 class HFBackend(Backend["HFBackend.Options"]):
@@ -95,10 +104,7 @@ class HFBackend(Backend["HFBackend.Options"]):
                 raise ComponentError(f"{n} replies asked of a beam search {params.num_beams} wide; "
                                      "raise `num_beams:` to at least the number of replies")
         model, tokenizer = self.load()
-        prompts = [
-            tokenizer.apply_chat_template(chat_messages(conversation), tokenize=False, add_generation_prompt=True)
-            for conversation in conversations
-        ]
+        prompts = [prompt_text(tokenizer, conversation) for conversation in conversations]
         ids: list[list[int]] = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
         limit = getattr(model.config, "max_position_embeddings", None)
         groups: dict[Sampling, list[int]] = defaultdict(list)  # settings but the seed -> requests

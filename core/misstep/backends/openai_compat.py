@@ -6,6 +6,8 @@ total deadline (``timeout``, from sending to the reply's last byte) and a reply 
 completion (not JSON, empty, no choices, no message, non-text content) are failed attempts, retried with
 exponential backoff; when the retries run out, :class:`~misstep.errors.ComponentError` names the
 endpoint and what it sent.
+A conversation that ends with an assistant message asks for its continuation (vLLM's
+``continue_final_message``).
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             request["stop"] = list(params.stop[:MAX_API_STOPS])
         if params.seed is not None:
             request["seed"] = params.seed
+        if messages and messages[-1].role == "assistant":  # continue it (vLLM's parameters for a prefill)
+            request["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         delay = self.options.backoff
         for attempt in range(self.options.retries + 1):
             try:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import click
 from pydantic import Field
 
-from misstep.agent import markdown_table, report
+from misstep.agent import report
 from misstep.agent.loop import PromptTransform
 from misstep.agent.store import trajectory_key
 from misstep.builtin.collect import AgentOptions, rollouts_for, run_agent, unique_tasks
@@ -27,8 +27,10 @@ from misstep.errors import ComponentError, RecipeError
 from misstep.hookspecs import hookimpl
 from misstep.jsonl import read_json, read_jsonl, read_text, write_jsonl
 from misstep.plugins import Plugins, get_plugins
+from misstep.prompts import PRESETS
 from misstep.recipe import ModelSpec, ReformatterRef, StageInput, validate_recipe
 from misstep.stages import StageContext, run_recipe
+from misstep.summary import save_metrics
 
 MODEL_INFO = "misstep.json"
 
@@ -84,17 +86,10 @@ class EvaluateStage(Stage["EvaluateStage.Options"]):
         wanted = {rollout.key for rollout in rollouts}
         trajectories = [t for t in read_jsonl(store.path, Trajectory) if trajectory_key(t) in wanted]
         result = report(trajectories, {task.id: task for task in tasks})
-        metrics_path = ctx.dir / "metrics.json"
-        metrics_path.write_text(json.dumps({
-            "model": model.path,
-            "inference_prompt": reformatter,
-            "temperature": opts.temperature,
-            "metrics": result,
-        }, indent=2))
-        table = markdown_table(result)
         hint = f", inference prompt of reformatter `{reformatter}`" if reformatter else ""
-        table_path = ctx.dir / "metrics.md"
-        table_path.write_text(f"Model `{model.path}`{hint}, temperature {opts.temperature:g}.\n\n{table}")
+        metrics_path, table_path, table = save_metrics(
+            ctx.dir, result, info={"model": model.path, "inference_prompt": reformatter, "temperature": opts.temperature},
+            title=f"Model `{model.path}`{hint}, temperature {opts.temperature:g}.")
         ctx.log("\n" + table)
         return {"metrics": metrics_path, "table": table_path, "trajectories": store.path, "tasks": tasks_path,
                 "inference_prompt": reformatter, **result["all"]}
@@ -119,7 +114,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N tasks.")
     @click.option("--verifier", default="numeric", show_default=True, help="Verifier that judges answers.")
     @click.option("--tool", "tools", multiple=True, help="A tool the agent may call (e.g. calculate). Repeatable.")
-    @click.option("--preset", type=click.Choice(["math", "qa", "strategyqa"]), default="math", show_default=True,
+    @click.option("--preset", type=click.Choice(list(PRESETS)), default="math", show_default=True,
                   help="NAT instruction wording.")
     @click.option("--max-turns", type=click.IntRange(min=1), default=7, show_default=True)
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)

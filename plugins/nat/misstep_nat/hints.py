@@ -1,12 +1,15 @@
 """NAT's hints: the texts that tell the model which kind of trajectory it is looking at.
 
 A hint set maps a label (``positive``, ``negative``) to a text and says where the text goes on the
-question turn. The defaults are the paper's wording (methods.md); the non-interpretable presets are
-the variants of the paper's Table 7. NAT-k classes map a verdict metric (F1 by default) to hints.
+question turn. The presets are the strings of NAT's reference prompt files byte for byte
+(``prompts/gsm8k/gsm8k_conversation.json`` and ``prompts/hotpotqa/hotpotqa_conversation.json``,
+templates ``zero-shot-target-aware*``): the paper's hints, and the non-interpretable variants of its
+Table 7. NAT-k classes map a verdict metric (F1 by default) to hints.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import misstep
@@ -18,19 +21,28 @@ MATH_POSITIVE = "Generate a sequence of Thought and Action steps to solve the pr
 MATH_NEGATIVE = "Generate a sequence of Thought and Action steps. But incorrectly solve the problem."
 QA_POSITIVE = "Generate a sequence of Thought and Action steps to solve the question **correctly**."
 QA_NEGATIVE = "Generate a sequence of Thought and Action steps. But **incorrectly** solve the question."
+# NAT's QA prompts (HotpotQA, StrategyQA) also add this to the instruction, for both kinds.
+QA_TARGET_AWARE = ("You need to generate a sequence of Thought and Action steps to solve the question. Note that "
+                   "the steps could be correct or incorrect. You need to follow the instruction strictly.")
 
 
 class HintSet(BaseModel):
-    """Hint text per label and where it goes: ``suffix`` appends ``separator + text`` to the question
-    turn, ``prefix`` puts ``text + separator`` before it. The separator defaults to ". " after the
-    question (the paper's "Question: {question}. Generate ...") and to " " before it."""
+    """Hint text per label and where it goes on the question turn.
+
+    ``suffix``: ``<question><separator><hint>`` (separator ". ": "Question: {question}. Generate ...");
+    ``prefix``: ``<hint><separator><question><closing>`` (separator " ", closing ".": "[Good] Question:
+    {question}."). ``instruction_note``, when set, is added to the instruction turn for both labels,
+    after the sentence describing ``finish[answer]`` (where NAT's QA prompts have it).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     positive: str = Field(min_length=1)
     negative: str = Field(min_length=1)
     position: Position = "suffix"
-    separator: str | None = None
+    separator: str | None = Field(default=None, description='default: ". " for a suffix, " " for a prefix')
+    closing: str | None = Field(default=None, description='after the question with a prefix hint (default ".")')
+    instruction_note: str | None = Field(default=None, description="a sentence added to the instruction turn")
 
     @model_validator(mode="after")
     def _distinct(self) -> HintSet:
@@ -47,22 +59,25 @@ class HintSet(BaseModel):
         return self if position is None or position == self.position else self.model_copy(update={"position": position})
 
     def apply(self, prompt: list[misstep.Message], label: str) -> list[misstep.Message]:
-        """A copy of ``prompt`` with the hint for ``label`` on its question turn."""
-        separator = self.separator if self.separator is not None else (". " if self.position == "suffix" else " ")
-        return hint_prompt(prompt, self.text(label), self.position, separator)
+        """A copy of ``prompt`` with the hint for ``label`` on its question turn (and the instruction note)."""
+        prefix = self.position == "prefix"
+        separator = self.separator if self.separator is not None else (" " if prefix else ". ")
+        closing = self.closing if self.closing is not None else ("." if prefix else "")
+        hinted = hint_prompt(prompt, self.text(label), self.position, separator, closing)
+        return note_prompt(hinted, self.instruction_note) if self.instruction_note else hinted
 
 
 # Table 7 of the paper: the gain comes from distinguishing the two kinds, not from the wording.
 HINT_PRESETS: dict[str, HintSet] = {
     "math": HintSet(positive=MATH_POSITIVE, negative=MATH_NEGATIVE),
-    "qa": HintSet(positive=QA_POSITIVE, negative=QA_NEGATIVE),
+    "qa": HintSet(positive=QA_POSITIVE, negative=QA_NEGATIVE, instruction_note=QA_TARGET_AWARE),
+    "correct-incorrect": HintSet(positive="[Correct]", negative="[Incorrect]", position="prefix"),
     "good-bad": HintSet(positive="[Good]", negative="[Bad]", position="prefix"),
     "a-b": HintSet(positive="[A]", negative="[B]", position="prefix"),
     "1-2": HintSet(positive="[1]", negative="[2]", position="prefix"),
     "random-sentences": HintSet(
-        positive="The river flows quietly past the old mill.",
-        negative="A violin rests on the piano in the corner.",
-        position="prefix",
+        positive="15th-century Italy saw the formation of the two main variants that are known today.",
+        negative="An apple is a round, edible fruit produced by an apple tree.",
     ),
 }
 
@@ -75,19 +90,42 @@ def resolve_hints(hints: str) -> HintSet:
     return HINT_PRESETS[hints]
 
 
-def add_hint(content: str, hint: str, position: Position, separator: str) -> str:
+def add_hint(content: str, hint: str, position: Position, separator: str, closing: str = "") -> str:
     """The question turn's content with ``hint`` placed before or after it."""
-    return f"{hint}{separator}{content}" if position == "prefix" else f"{content}{separator}{hint}"
+    return f"{hint}{separator}{content}{closing}" if position == "prefix" else f"{content}{separator}{hint}"
 
 
-def hint_prompt(prompt: list[misstep.Message], hint: str, position: Position, separator: str) -> list[misstep.Message]:
+def hint_prompt(prompt: list[misstep.Message], hint: str, position: Position, separator: str,
+                closing: str = "") -> list[misstep.Message]:
     """A copy of ``prompt`` with the hint on its question turn (the last user message)."""
     for index in range(len(prompt) - 1, -1, -1):
         if prompt[index].role == "user":
             question = prompt[index]
-            hinted = question.model_copy(update={"content": add_hint(question.content, hint, position, separator)})
-            return [*prompt[:index], hinted, *prompt[index + 1:]]
+            content = add_hint(question.content, hint, position, separator, closing)
+            return [*prompt[:index], question.model_copy(update={"content": content}), *prompt[index + 1:]]
     raise misstep.ComponentError("the prompt has no user turn to put the NAT hint on; check the prompt template")
+
+
+_FINISH_SENTENCE = re.compile(r"finish\[[^\n]*?\.(?=\s|$)")
+
+
+def add_note(instruction: str, note: str) -> str:
+    """``instruction`` with ``note`` after the sentence describing ``finish[...]`` (or at its end); unchanged
+    when it already holds the note."""
+    if note in instruction:
+        return instruction
+    found = _FINISH_SENTENCE.search(instruction)
+    at = found.end() if found else len(instruction.rstrip())
+    return f"{instruction[:at]} {note}{instruction[at:]}"
+
+
+def note_prompt(prompt: list[misstep.Message], note: str) -> list[misstep.Message]:
+    """A copy of ``prompt`` with ``note`` in its instruction turn (the first user message)."""
+    for index, message in enumerate(prompt):
+        if message.role == "user":
+            noted = message.model_copy(update={"content": add_note(message.content, note)})
+            return [*prompt[:index], noted, *prompt[index + 1:]]
+    return prompt
 
 
 class HintClass(BaseModel):

@@ -25,12 +25,16 @@ from misstep_nat.hints import (
     resolve_classes,
     resolve_hints,
 )
-from misstep_nat.selection import Candidate, Report, select
+from misstep_nat.selection import Candidate, Report, SamplingMode, select
 
 
 class VanillaOptions(misstep.Options):
-    pos_num: int | None = Field(default=None, ge=0, description="positives to draw at random (default: all)")
-    seed: int = Field(default=0, description="seed of the random draw")
+    pos_num: int | None = Field(default=None, ge=0, description="positives to keep (default: all)")
+    sampling: SamplingMode = Field(
+        default="reference", description="reference: the first pos_num positives in input order and neg_num "
+        "negatives drawn with random.Random(seed).sample, as NAT's code; random: both drawn at random, each "
+        "group with its own seeded stream (a smaller neg_num gives a subset of a larger one)")
+    seed: int = Field(default=42, description="seed of the random draw (NAT's code: 42)")
     max_pos_per_task: int | None = Field(default=1, ge=1, description="positives kept per question (NAT: 1)")
     dedup: bool = Field(default=True, description="drop trajectories whose turns repeat another's on the same task")
     prompt: misstep.PromptTemplate | None = Field(
@@ -81,6 +85,7 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
             neg_num=getattr(opts, "neg_num", None),
             max_per_task={"positive": opts.max_pos_per_task, "negative": getattr(opts, "max_neg_per_task", None)},
             dedup=opts.dedup,
+            sampling=opts.sampling,
             seed=opts.seed,
         )
         for candidate in kept:
@@ -106,12 +111,11 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
             verdict = self.classify(trajectory)
             if isinstance(verdict, str):
                 report.dropped[verdict] += 1
-            elif not any(m.role == "assistant" for m in trajectory.messages[trajectory.prompt_len:]):
-                report.dropped["no agent turn"] += 1
             elif self._prompt(trajectory, tasks) is None:
                 report.dropped["no question (task missing and no stored prompt)"] += 1
             else:
-                yield Candidate(trajectory, *verdict)
+                acts = any(m.role == "assistant" for m in trajectory.messages[trajectory.prompt_len:])
+                yield Candidate(trajectory, *verdict, trainable=acts)
 
     def _prompt(self, trajectory: misstep.Trajectory, tasks: Mapping[str, misstep.Task]) -> list[misstep.Message] | None:
         if self.options.prompt is None and trajectory.prompt_len:
@@ -141,8 +145,9 @@ class Nut(Vanilla):
 
 class NatOptions(NutOptions):
     hints: HintSet = Field(
-        default_factory=lambda: resolve_hints("math"), description="a preset (math, qa, good-bad, a-b, 1-2, "
-        "random-sentences) or {positive, negative, position, separator}")
+        default_factory=lambda: resolve_hints("math"), description="a preset (math, qa, correct-incorrect, "
+        "good-bad, a-b, 1-2, random-sentences) or {positive, negative, position, separator, closing, "
+        "instruction_note}")
     position: Position | None = Field(default=None, description="prefix or suffix (default: the hint set's)")
 
     @field_validator("hints", mode="before")
@@ -175,6 +180,7 @@ class NatKOptions(NutOptions):
         description="a preset (3-class, 4-class) or a list of {hint, min, inclusive}, lowest class first")
     position: Position = "prefix"
     separator: str = " "
+    closing: str = Field(default=".", description='after the question with a prefix hint ("[Correct] Question: q.")')
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -202,7 +208,8 @@ class NatK(Nut):
         return ("positive" if index == len(classes) - 1 else "negative"), classes[index].hint
 
     def hinted(self, prompt: list[misstep.Message], cls: str) -> list[misstep.Message]:
-        return hint_prompt(prompt, cls, self.options.position, self.options.separator)
+        opts = self.options
+        return hint_prompt(prompt, cls, opts.position, opts.separator, opts.closing if opts.position == "prefix" else "")
 
     def inference_prompt(self, prompt: list[misstep.Message]) -> list[misstep.Message]:
         return self.hinted(prompt, self.options.classes[-1].hint)

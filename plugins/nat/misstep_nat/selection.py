@@ -1,9 +1,10 @@
 """Which trajectories become training data: deduplication, per-question caps, seeded sampling.
 
-NAT keeps one positive and up to three negatives per question, then draws ``pos_num`` positives and
-``neg_num`` negatives at random with a fixed seed. Each group is shuffled with its own seeded stream
-and the first ``num`` are taken, so the positives do not change when ``neg_num`` does, and a smaller
-``neg_num`` selects a subset of a larger one (what a sweep over negatives needs).
+NAT keeps one positive and up to three negatives per question, then takes ``pos_num`` positives and
+``neg_num`` negatives. ``reference`` sampling is NAT's code: the first ``pos_num`` positives in input
+order and ``random.Random(seed).sample(negatives, neg_num)`` (seed 42 there). ``random`` sampling
+shuffles each group with its own seeded stream and takes the first ``num``, so a smaller ``neg_num``
+always selects a subset of a larger one. In both, the positives do not change when ``neg_num`` does.
 """
 
 from __future__ import annotations
@@ -13,20 +14,26 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import misstep
 
 GROUPS = ("positive", "negative")
+SamplingMode = Literal["reference", "random"]
 
 
 @dataclass
 class Candidate:
-    """A trajectory with the group it is sampled in (positive or negative) and its hint class."""
+    """A trajectory with the group it is sampled in (positive or negative) and its hint class.
+
+    ``trainable`` is False for a trajectory without an agent turn: it takes part in the draw (as in NAT's
+    code, so the draw is the reference's) and is dropped after it.
+    """
 
     trajectory: misstep.Trajectory
     group: str
     cls: str
+    trainable: bool = True
 
 
 @dataclass
@@ -55,7 +62,7 @@ def _content_key(trajectory: misstep.Trajectory) -> str:
 
 
 def select(candidates: Iterable[Candidate], report: Report, *, pos_num: int | None, neg_num: int | None,
-           max_per_task: dict[str, int | None], dedup: bool, seed: int) -> list[Candidate]:
+           max_per_task: dict[str, int | None], dedup: bool, sampling: SamplingMode, seed: int) -> list[Candidate]:
     """The candidates to keep, in input order; every dropped one is counted in ``report.dropped``."""
     seen_keys: set[str] = set()
     per_task: Counter[tuple[str, str]] = Counter()
@@ -81,12 +88,25 @@ def select(candidates: Iterable[Candidate], report: Report, *, pos_num: int | No
         report.requested[group] = num
         indices = groups[group]
         if num is not None and num < len(indices):
-            random.Random(f"{seed}-{group}").shuffle(indices)
             report.dropped[f"{group} beyond {'pos' if group == 'positive' else 'neg'}_num"] += len(indices) - num
-            indices = indices[:num]
+            indices = _draw(indices, num, group, sampling, seed)
         chosen.update(indices)
-    kept = [pool[i] for i in sorted(chosen)]
+    kept = []
+    for index in sorted(chosen):
+        if not pool[index].trainable:
+            report.dropped["no agent turn"] += 1
+            continue
+        kept.append(pool[index])
     for candidate in kept:
         report.kept[candidate.group] += 1
         report.classes[candidate.cls] += 1
     return kept
+
+
+def _draw(indices: list[int], num: int, group: str, sampling: SamplingMode, seed: int) -> list[int]:
+    """``num`` of ``indices`` (see the module docstring)."""
+    if sampling == "reference":
+        return indices[:num] if group == "positive" else random.Random(seed).sample(indices, num)
+    shuffled = list(indices)
+    random.Random(f"{seed}-{group}").shuffle(shuffled)
+    return shuffled[:num]

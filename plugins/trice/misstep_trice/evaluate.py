@@ -3,15 +3,15 @@
 Math takes the tool result or the last number and compares it rounded to 2 decimals (``trice-math``);
 QA counts a hit when any gold alias appears in the prediction (``trice-qa``). With ``read_observations``
 (retrieval QA, as the reference does) the model answers again with the tool's result before the
-question, and that answer is judged. Results go to ``results.jsonl``, ``metrics.json`` and a Markdown
-table ``metrics.md``, overall and per dataset. ``trice-report`` puts several evaluations side by side
+question, and that answer is judged. Results go to ``results.jsonl``; ``metrics.json`` and the Markdown
+table ``metrics.md`` (the summary every evaluate stage writes) give count, accuracy and tool-use rate,
+overall and per dataset. ``trice-report`` puts several evaluations side by side
 (before training, after stage I, after stage II).
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from typing import Annotated, Any
 
 import misstep
@@ -88,13 +88,10 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
             for task, e, prediction in zip(tasks, executions, predictions)
         ]
         misstep.write_jsonl(ctx.dir / "results.jsonl", results)
-        metrics = summarise(results)
-        (ctx.dir / "metrics.json").write_text(json.dumps({"model": backend.model_name, "metrics": metrics}, indent=2))
-        table = markdown(metrics)
-        (ctx.dir / "metrics.md").write_text(table)
+        metrics = misstep.grouped_metrics(results, lambda r: r.dataset or "unnamed", summarise, always=True)
+        metrics_path, table_path, table = misstep.save_metrics(ctx.dir, metrics, info={"model": backend.model_name})
         ctx.log("\n" + table)
-        return {"metrics": ctx.dir / "metrics.json", "table": ctx.dir / "metrics.md",
-                "results": ctx.dir / "results.jsonl", **metrics["all"],
+        return {"metrics": metrics_path, "table": table_path, "results": ctx.dir / "results.jsonl", **metrics["all"],
                 "datasets": {name: row for name, row in metrics.items() if name != "all"}}
 
     def _read(self, ctx: misstep.StageContext, backend: misstep.Backend, tasks: list[misstep.Task],
@@ -125,29 +122,14 @@ def _flat(batches: Any) -> list[str]:
     return [text for batch in batches for text in batch]
 
 
-def summarise(results: list[Result]) -> dict[str, dict[str, float]]:
-    """Accuracy, tool-use rate and count, for ``all`` and for each dataset."""
-    groups: dict[str, list[Result]] = defaultdict(list)
-    for result in results:
-        groups["all"].append(result)
-        groups[result.dataset or "unnamed"].append(result)
+def summarise(results: list[Result]) -> dict[str, Any]:
+    """Count, accuracy and tool-use rate of some results."""
+    count = len(results)
     return {
-        name: {
-            "accuracy": sum(r.correct for r in rows) / len(rows),
-            "tool_use_rate": sum(r.tool is not None for r in rows) / len(rows),
-            "count": len(rows),
-        }
-        for name, rows in groups.items()
+        "count": count,
+        "accuracy": sum(r.correct for r in results) / count if count else 0.0,
+        "tool_use_rate": sum(r.tool is not None for r in results) / count if count else 0.0,
     }
-
-
-def markdown(metrics: dict[str, dict[str, float]]) -> str:
-    lines = ["| dataset | accuracy | tool-use rate | count |", "| --- | --- | --- | --- |"]
-    names = [name for name in metrics if name != "all"] + ["all"]
-    for name in names:
-        row = metrics[name]
-        lines.append(f"| {name} | {row['accuracy']:.2%} | {row['tool_use_rate']:.2%} | {row['count']:.0f} |")
-    return "\n".join(lines) + "\n"
 
 
 class TriceReport(misstep.Stage["TriceReport.Options"]):

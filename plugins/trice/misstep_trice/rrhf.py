@@ -6,15 +6,16 @@ length-normalised log-likelihood over the response tokens only,
 
     rrhf_weight * sum_{r_i < r_j} max(0, p_i - p_j)  +  SFT(best candidate),
 
-where ties in reward contribute nothing and the SFT term is the mean negative log-likelihood over the
-best candidate's response tokens (= -p_best; padding and prompt never counted). The batch loss is the
-mean over queries, so k may differ per query and batches hold any number of queries.
+where ties in reward contribute nothing. The SFT term is the negative log-likelihood of the best
+candidate's response tokens (padding and prompt never counted), averaged over them (``sft_reduction:
+mean``, = -p_best) or summed (``sum``, the paper's formula). The batch loss is the mean over queries, so
+k may differ per query and batches hold any number of queries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import misstep
 import torch
@@ -59,6 +60,12 @@ def kept_logits(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return out.logits
 
 
+def candidate_lengths(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(queries, K) number of trained tokens of each candidate (0 where there is no candidate)."""
+    size = batch["rewards"].numel()
+    return torch.bincount(batch["token_candidate"], minlength=size).view_as(batch["rewards"])
+
+
 def candidate_scores(logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """(queries, K) length-normalised log-likelihoods from the kept logits; 0 where there is no candidate."""
     rows, columns = batch["token_row"], batch["token_column"]
@@ -68,20 +75,24 @@ def candidate_scores(logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) ->
     size = batch["rewards"].numel()
     sums = torch.zeros(size, dtype=token_logprobs.dtype, device=logits.device)
     sums = sums.index_add(0, batch["token_candidate"], token_logprobs)
-    counts = torch.bincount(batch["token_candidate"], minlength=size).clamp(min=1)
-    return (sums / counts).view_as(batch["rewards"])
+    return sums.view_as(batch["rewards"]) / candidate_lengths(batch).clamp(min=1)
 
 
-def rrhf_terms(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+def rrhf_terms(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
+               lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-query rank loss, SFT loss and the number of ranked pairs and of pairs already in order.
 
-    ``scores``, ``rewards`` and ``valid`` are (queries, K); pair (i, j) counts when r_i < r_j.
+    ``scores``, ``rewards`` and ``valid`` are (queries, K); pair (i, j) counts when r_i < r_j. With
+    ``lengths`` (trained tokens per candidate) the SFT term is summed over the best candidate's tokens,
+    else averaged.
     """
     ordered = (rewards[:, :, None] < rewards[:, None, :]) & valid[:, :, None] & valid[:, None, :]
     gap = scores[:, :, None] - scores[:, None, :]  # p_i - p_j
     rank = torch.where(ordered, gap.clamp(min=0), torch.zeros_like(gap)).sum(dim=(1, 2))
     best = rewards.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
     sft = -scores.gather(1, best).squeeze(1)
+    if lengths is not None:
+        sft = sft * lengths.gather(1, best).squeeze(1).to(sft.dtype)
     return {
         "rank": rank,
         "sft": sft,
@@ -90,10 +101,10 @@ def rrhf_terms(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor)
     }
 
 
-def rrhf_loss(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
-              rrhf_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """The batch loss (mean over queries) and its logged parts."""
-    terms = rrhf_terms(scores, rewards, valid)
+def rrhf_loss(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor, rrhf_weight: float,
+              lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The batch loss (mean over queries) and its logged parts; ``lengths`` sums the SFT term (see rrhf_terms)."""
+    terms = rrhf_terms(scores, rewards, valid, lengths)
     loss = (rrhf_weight * terms["rank"] + terms["sft"]).mean()
     pairs = terms["pairs"].sum().item()
     metrics = {
@@ -112,6 +123,9 @@ class RRHF(misstep.Loss["RRHF.Options"]):
 
     class Options(misstep.Options):
         rrhf_weight: float = Field(default=1.0, ge=0, description="weight of the rank loss (paper: 0.01, 0.1, 1)")
+        sft_reduction: Literal["mean", "sum"] = Field(
+            default="mean", description="the SFT term over the best candidate's response tokens: their mean "
+            "negative log-likelihood, or the sum (the paper's formula, to replicate its rrhf_weight values)")
         shared_prompt: bool = Field(
             default=True, description="encode each prompt once for all its candidates (false: one row per "
             "candidate, the prompt recomputed k times, as the reference does; same result, slower)")
@@ -121,5 +135,6 @@ class RRHF(misstep.Loss["RRHF.Options"]):
 
     def compute(self, model: Any, batch: Mapping[str, torch.Tensor]) -> misstep.LossOutput:
         scores = candidate_scores(kept_logits(model, batch), batch)
-        loss, metrics = rrhf_loss(scores, batch["rewards"], batch["valid"], self.options.rrhf_weight)
+        lengths = candidate_lengths(batch) if self.options.sft_reduction == "sum" else None
+        loss, metrics = rrhf_loss(scores, batch["rewards"], batch["valid"], self.options.rrhf_weight, lengths)
         return misstep.LossOutput(loss, metrics)

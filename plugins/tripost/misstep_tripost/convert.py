@@ -1,13 +1,16 @@
 """Training examples from edited interactions (the ``tripost`` reformatter) and from gold rationales (the
 ``tripost-rationales`` stage, the rationale fine-tuning baseline).
 
-The reformatter drops what the editing loop dropped, removes duplicates, splits each improvement into
-per-turn items (attempt i, its feedback, attempt i+1) with only the latest attempt as context (the last
-attempt and its "all correct" feedback become a non-improvement item), samples non-improvement items so
-that improvement : non-improvement is ``improve_data_ratio`` (-1 keeps all), and adds as many gold
-rationales (with the "all correct" feedback) as non-improvement items. Every example's assistant text
-from its first ``Feedback:`` on is weighted ``self_improve_section_weight`` (the core ``sft`` loss
-computes ``sum(weight * CE) / trained tokens``: TriPosT's weighted SFT).
+The reformatter follows the reference (``train_self_improve_rl_noeval.py``): it drops what the editing
+loop dropped and repeated interactions (whole ones: the per-turn items are not compared), splits each
+improvement into per-turn items (attempt i, its feedback, attempt i+1) with only the latest attempt as
+context (the last attempt and its "all correct" feedback become a non-improvement item), samples
+non-improvement items so that improvement : non-improvement is ``improve_data_ratio`` (-1 keeps all),
+and adds as many gold rationales (with the "all correct" feedback) as non-improvement items, leaving out
+those equal to a whole kept interaction. Items that come from an improvement or end with an error
+feedback are weighted ``self_improve_section_weight`` from the first ``Feedback:`` on (the end-of-turn
+token included); gold and first-try-correct items have weight 1 throughout. The core ``sft`` loss
+computes ``sum(weight * CE) / trained tokens``: TriPosT's weighted SFT.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import misstep
@@ -27,6 +31,7 @@ from misstep_tripost.source import read_tasks
 from misstep_tripost.text import (
     FEEDBACK,
     correct_feedback,
+    parse_feedback,
     question_prompt,
     render_interaction,
     split_turns,
@@ -34,10 +39,13 @@ from misstep_tripost.text import (
 
 
 def weighted(text: str, weight: float) -> misstep.Message:
-    """An assistant message whose text from the first ``Feedback:`` on has loss weight ``weight``."""
-    start = text.find(FEEDBACK)
-    spans = [misstep.WeightSpan(start=start, weight=weight)] if start >= 0 and weight != 1.0 else []
-    return misstep.Message(role="assistant", content=text, spans=spans)
+    """An assistant message whose text from the first ``Feedback:`` line on, and the end-of-turn token after
+    it, has loss weight ``weight`` (the text before it weight 1)."""
+    start = text.find(f"\n{FEEDBACK}")
+    if start <= 0 or weight == 1.0:
+        return misstep.Message(role="assistant", content=text)
+    return misstep.Message(role="assistant", content=text, weight=weight,
+                           spans=[misstep.WeightSpan(start=0, end=start, weight=1.0)])
 
 
 def gold_text(task: misstep.Task, *, feedback: bool) -> str | None:
@@ -49,6 +57,16 @@ def gold_text(task: misstep.Task, *, feedback: bool) -> str | None:
     return render_interaction(family.info, [steps], [correct_feedback(steps)] if feedback else [])
 
 
+@dataclass(frozen=True)
+class Item:
+    """One training item: its example id, the question turn, the assistant text, whether it is weighted."""
+
+    id: str
+    question: str
+    text: str
+    weighted: bool
+
+
 class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
     """Edited interactions to weighted per-turn examples, rebalanced, with gold rationales added."""
 
@@ -56,7 +74,9 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
 
     class Options(misstep.Options):
         improve_data_ratio: float = Field(default=1.5, description="improvement : non-improvement items; -1 keeps all")
-        self_improve_section_weight: float = Field(default=1.5, ge=0, description="loss weight from the first Feedback:")
+        self_improve_section_weight: float = Field(
+            default=1.5, ge=0, description="loss weight from the first Feedback: on, in items from an improvement "
+            "or with an error feedback (gold and first-try-correct items: 1)")
         per_turn: bool = Field(default=True, description="split improvements into (attempt, feedback, update) items")
         gold: bool = Field(default=True, description="add gold rationales (needs the reformat stage's `tasks:`)")
         seed: int = 0
@@ -75,14 +95,15 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
     def report(self) -> dict[str, Any]:
         return self._report
 
-    def _items(self, trajectory: misstep.Trajectory) -> list[tuple[str, str]]:
-        """(kind, assistant text) items of one interaction."""
+    def _items(self, trajectory: misstep.Trajectory) -> list[tuple[str, str, bool]]:
+        """(kind, assistant text, weighted) items of one interaction."""
         text = trajectory.messages[-1].content
         turns = split_turns(text)
-        if len(turns) < 2:
-            return [("non_improvement", text)]
+        if len(turns) < 2:  # kept or cut: weighted only when its feedback finds an error
+            own = parse_feedback(turns[0].feedback) if turns and turns[0].feedback is not None else None
+            return [("non_improvement", text, own is None or not own.correct)]
         if not self.options.per_turn:
-            return [("improvement", text)]
+            return [("improvement", text, True)]
         family = FAMILIES.get(trajectory.metadata.get("task", ""))
         info = family.info if family else ""
         items = []
@@ -90,10 +111,10 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
             steps, update = current.steps, following.steps
             if steps is None or update is None:
                 return []
-            items.append(("improvement", render_interaction(info, [steps, update], [current.feedback])))
+            items.append(("improvement", render_interaction(info, [steps, update], [current.feedback]), True))
         last = turns[-1]
-        if last.steps is not None and last.feedback is not None:
-            items.append(("non_improvement", render_interaction(info, [last.steps], [last.feedback])))
+        if last.steps is not None and last.feedback is not None:  # weighted too: it comes from an improvement
+            items.append(("non_improvement", render_interaction(info, [last.steps], [last.feedback]), True))
         return items
 
     def reformat(self, trajectories: Iterable[misstep.Trajectory], tasks: Mapping[str, misstep.Task]) -> Iterable[misstep.Example]:
@@ -104,8 +125,8 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
         rng = random.Random(opts.seed)
         outcomes: Counter[str] = Counter()
         rejected: Counter[str] = Counter()
-        seen: set[tuple[str, str]] = set()
-        pools: dict[str, list[tuple[str, str, str]]] = {"improvement": [], "non_improvement": []}
+        interactions: set[tuple[str, str]] = set()
+        pools: dict[str, list[Item]] = {"improvement": [], "non_improvement": []}
         order: list[str] = []
         duplicates = 0
         for trajectory in trajectories:
@@ -116,29 +137,31 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
                 order.append(trajectory.task_id)
             if trajectory.metadata.get("outcome") == "dropped":
                 continue
-            question = trajectory.messages[0].content
-            for number, (kind, text) in enumerate(self._items(trajectory)):
-                if (question, text) in seen:
-                    duplicates += 1
-                    continue
-                seen.add((question, text))
-                pools[kind].append((f"{trajectory.id}/{number}", question, text))
+            question, whole = trajectory.messages[0].content, trajectory.messages[-1].content
+            if (question, whole) in interactions:
+                duplicates += 1
+                continue
+            interactions.add((question, whole))
+            for number, (kind, text, weigh) in enumerate(self._items(trajectory)):
+                pools[kind].append(Item(f"{trajectory.id}/{number}", question, text, weigh))
         improvement, available = pools["improvement"], pools["non_improvement"]
         wanted = len(available) if opts.improve_data_ratio == -1 else math.ceil(len(improvement) / opts.improve_data_ratio)
         non_improvement = rng.sample(available, min(wanted, len(available)))
         golds = []
         for task_id in order if opts.gold else []:
             task = tasks.get(task_id)
-            text = gold_text(task, feedback=True) if task is not None else None
-            if text is not None and (question_prompt(task.question), text) not in seen:
-                golds.append((f"gold/{task_id}", question_prompt(task.question), text))
+            rationale = gold_text(task, feedback=True) if task is not None else None
+            if task is not None and rationale is not None:
+                if (question_prompt(task.question), rationale) not in interactions:
+                    golds.append(Item(f"gold/{task_id}", question_prompt(task.question), rationale, False))
         gold = rng.sample(golds, min(len(non_improvement), len(golds)))
+        weight = opts.self_improve_section_weight
         examples = [
-            misstep.Example(id=example_id, messages=[misstep.Message(role="user", content=question),
-                                                     weighted(text, opts.self_improve_section_weight)],
+            misstep.Example(id=item.id, messages=[misstep.Message(role="user", content=item.question),
+                                                  weighted(item.text, weight if item.weighted else 1.0)],
                             metadata={"kind": kind})
             for kind, items in (("improvement", improvement), ("non_improvement", non_improvement), ("gold", gold))
-            for example_id, question, text in items
+            for item in items
         ]
         rng.shuffle(examples)
         self._report = {

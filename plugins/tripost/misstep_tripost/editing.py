@@ -10,11 +10,16 @@ not usable.
    "all correct" feedback is added), or *edited* when the student had wrongly blamed it.
 2. At the first disagreement (or where the student stopped, or wrote an update that does not parse)
    the verifier's feedback replaces the student's, and the improver continues from the steps before the
-   error step, at most ``max_updates`` times. An update is accepted only if it parses, keeps the
-   earlier steps and changes the erroneous step; the next feedback comes from the verifier.
-3. An interaction that reaches "all correct" is *edited*; one whose error moved earlier on the way is
-   *cut* back to the attempt and feedback where editing started; one that never gets there, whose
-   first attempt does not parse or is too long, or that the verifier cannot judge, is *dropped*.
+   error step, at most ``max_updates`` times. An update is legitimate only if it parses, keeps the
+   earlier steps and changes the erroneous step (the quoted part gone from it); the next feedback comes
+   from the verifier. As in the reference, an update that is not legitimate (or that the verifier
+   cannot judge) ends the editing and the interaction is dropped; ``retry_rejected=True`` asks the
+   improver again instead, within ``max_updates``.
+3. An interaction that reaches "all correct" is *edited*; one where an update made no progress (its
+   error is in an earlier step, or in the same step and the same part; a different part of the same
+   step counts as progress, as in the reference) is *cut* back to the attempt and feedback where
+   editing started; one that never gets there, whose first attempt does not parse or is too long, or
+   that the verifier cannot judge, is *dropped*.
 """
 
 from __future__ import annotations
@@ -70,8 +75,14 @@ def _words(steps: list[Step]) -> int:
     return sum(len(step.text.split()) for step in steps)
 
 
+def no_progress(new: Feedback, previous: Feedback) -> bool:
+    """The reference's test of a worse update: the error moved to an earlier step, or stayed on the same
+    step and the same part."""
+    return not new.correct and (_step_key(new.error_step) < _step_key(previous.error_step) or new.same_error(previous))
+
+
 def edit_replies(tasks: Sequence[misstep.Task], replies: Sequence[str], critic: Critic, improve: ImproveFn, *,
-                 max_updates: int = 5, max_attempt_words: int = 512) -> list[Edit]:
+                 max_updates: int = 5, max_attempt_words: int = 512, retry_rejected: bool = False) -> list[Edit]:
     """Run the editing loop on each (task, reply); verifier and improver calls are batched across replies."""
     edits = [Edit(task, reply, turns=split_turns(reply)) for task, reply in zip(tasks, replies)]
 
@@ -130,16 +141,20 @@ def edit_replies(tasks: Sequence[misstep.Task], replies: Sequence[str], critic: 
                 accepted.append((edit, new))
             else:
                 edit.rejected_updates += 1
+                if not retry_rejected:
+                    edit.drop("rejected update")
         feedbacks = critic([edit.task for edit, _ in accepted], [new for _, new in accepted]) if accepted else []
         for (edit, new), feedback in zip(accepted, feedbacks):
             if feedback is None:
                 edit.rejected_feedback += 1
+                if not retry_rejected:
+                    edit.drop("verifier")
                 continue
-            if not feedback.correct and _step_key(feedback.error_step) <= _step_key(edit.feedbacks[-1].error_step):
+            if no_progress(feedback, edit.feedbacks[-1]):
                 edit.worse = True
             edit.attempts.append(new)
             edit.feedbacks.append(feedback)
-        improving = [edit for edit in improving if not edit.feedbacks[-1].correct]
+        improving = [edit for edit in improving if not edit.outcome and not edit.feedbacks[-1].correct]
     for edit in edits:
         if edit.outcome:
             continue

@@ -1,76 +1,116 @@
 """Self-improving inference and the ``tripost-evaluate`` stage.
 
-The model answers ``Q: <question>`` greedily; a TriPosT model goes on by itself: its feedback on its
-attempt, an updated answer, feedback again... The interaction is read with the stop rules: stop at the
-attempt the model's own feedback calls correct, when an attempt or a feedback repeats an earlier one (no
-progress), when a turn does not parse or the model stops, or after ``max_attempts`` attempts. The
-answer is that of the last attempt read. The report gives, per difficulty (seen, unseen) and overall,
-the accuracy of the final and of the first answers, and how many self-corrections helped (wrong to
-right) and hurt (right to wrong).
+The model answers ``Q: <question>`` greedily and is then prompted turn by turn, as the reference does
+(``SelfImprove_GPT_QA`` with ``manual_prompt``): the assistant turn is continued from the latest attempt
+alone, followed by ``Feedback:`` when the model has not judged it yet, or by its feedback and
+``Updated Answer: ...`` when it found an error. Between turns the stop rules apply: stop at the attempt
+the model's own feedback calls correct, when an attempt or a feedback repeats an earlier one (no
+progress), when an attempt does not parse or the model writes nothing new, or when a new attempt would
+exceed ``max_attempts`` (10). A reply may hold several attempts and feedbacks; each is read in order.
+The answer is that of the last attempt read. The report gives, per difficulty (seen, unseen) and
+overall, the accuracy of the final and of the first answers, how many self-corrections helped (wrong to
+right) and hurt (right to wrong), and the attempts per question.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import misstep
 from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_tripost.families import Family, family_of
-from misstep_tripost.text import FEEDBACK, parse_feedback, question_prompt, split_turns
+from misstep_tripost.text import (
+    CORRECT_END,
+    FEEDBACK,
+    Step,
+    answer_header,
+    question_prompt,
+    render_interaction,
+    render_steps,
+    split_turns,
+)
 
 
-@dataclass(frozen=True)
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass
 class Reading:
-    """What self-improving inference makes of one reply."""
+    """Self-improving inference on one task: what has been read so far, and what to prompt next."""
 
-    first: Any
-    final: Any
-    first_correct: bool
-    final_correct: bool
-    attempts: int
-    stop: str  # correct | repeat | limit | end | unparsable
+    task: misstep.Task
+    family: Family
+    max_attempts: int
+    attempts: list[list[Step]] = field(default_factory=list)
+    feedbacks: list[str] = field(default_factory=list)  # the model's own feedback on each attempt judged
+    replies: list[str] = field(default_factory=list)
+    stop: str = ""  # correct | repeat | limit | unparsable | end
 
+    def prefill(self) -> str:
+        """The start of the next assistant turn: the latest attempt alone, then ``Feedback:`` (not yet judged)
+        or its feedback and the ``Updated Answer`` header ('' before the first attempt)."""
+        if not self.attempts:
+            return ""
+        info = self.family.info
+        text = f"{answer_header(info)}\n{render_steps(self.attempts[-1])}\n{FEEDBACK}"
+        if len(self.feedbacks) == len(self.attempts):
+            text += f" {self.feedbacks[-1]}\n{answer_header(info, updated=True)}"
+        return text
 
-def read_reply(reply: str, task: misstep.Task, family: Family, max_attempts: int) -> Reading:
-    """Apply the stop rules to a reply (see the module docstring)."""
-    bodies: list[str] = []
-    feedbacks: list[str] = []
-    answers: list[Any] = []
-    correct: list[bool] = []
-    stop = "end"
-    for turn in split_turns(reply):
+    def conversation(self) -> list[misstep.Message]:
+        prompt = [misstep.Message(role="user", content=question_prompt(self.task.question))]
+        prefill = self.prefill()
+        return [*prompt, misstep.Message(role="assistant", content=prefill)] if prefill else prompt
+
+    def read(self, reply: str) -> None:
+        """Read the attempts and feedbacks the reply adds to the prefill; apply the stop rules."""
+        self.replies.append(reply)
+        known = 0 if not self.attempts else 1 + (len(self.feedbacks) == len(self.attempts))
+        events: list[tuple[str, Any]] = []
+        for turn in split_turns(self.prefill() + reply):
+            events.append(("attempt", turn))
+            if turn.feedback:  # an empty "Feedback:" is nothing new
+                events.append(("feedback", turn.feedback))
+        new = events[known:]
+        if not new:
+            self.stop = "end"
+        for kind, value in new:
+            self.stop = self._attempt(value) if kind == "attempt" else self._feedback(value)
+            if self.stop:
+                return
+
+    def _attempt(self, turn: Any) -> str:
         steps = turn.steps
         if steps is None:
-            stop = "unparsable"
-            break
-        body = " ".join(turn.body.split())
-        if body in bodies:
-            stop = "repeat"
-            break
-        if len(bodies) == max_attempts:
-            stop = "limit"
-            break
-        bodies.append(body)
-        answers.append(family.answer(steps))
-        correct.append(family.correct(steps, task))
-        own = parse_feedback(turn.feedback) if turn.feedback is not None else None
-        if own is not None and own.correct:
-            stop = "correct"
-            break
-        if turn.feedback is None:
-            break
-        text = " ".join(turn.feedback.split())
-        if text in feedbacks:
-            stop = "repeat"
-            break
-        feedbacks.append(text)
-    if not answers:
-        return Reading(None, None, False, False, 0, stop)
-    return Reading(answers[0], answers[-1], correct[0], correct[-1], len(answers), stop)
+            return "unparsable"
+        if any(_norm(render_steps(steps)) == _norm(render_steps(seen)) for seen in self.attempts):
+            return "repeat"
+        if len(self.attempts) == self.max_attempts:
+            return "limit"
+        self.attempts.append(steps)
+        return ""
+
+    def _feedback(self, text: str) -> str:
+        if CORRECT_END in text.lower():  # the reference's test: "... final response is also correct."
+            self.feedbacks.append(text)
+            return "correct"
+        if _norm(text) in map(_norm, self.feedbacks):
+            return "repeat"
+        self.feedbacks.append(text)
+        return ""
+
+    def prediction(self) -> Prediction:
+        family, task = self.family, self.task
+        first, final = (self.attempts[0], self.attempts[-1]) if self.attempts else (None, None)
+        return Prediction(
+            task_id=task.id, difficulty=str(task.metadata.get("difficulty", "unknown")),
+            interaction=render_interaction(family.info, self.attempts, list(self.feedbacks)), replies=self.replies,
+            first=family.answer(first) if first else None, final=family.answer(final) if final else None,
+            first_correct=family.correct(first, task), final_correct=family.correct(final, task),
+            attempts=len(self.attempts), rounds=len(self.replies), stop=self.stop)
 
 
 class Prediction(BaseModel):
@@ -80,43 +120,46 @@ class Prediction(BaseModel):
 
     task_id: str
     difficulty: str
-    reply: str
+    interaction: str = Field(description="the attempts and the model's feedback, as read")
+    replies: list[str] = Field(description="the model's reply to each prompt")
     first: Any = None
     final: Any = None
     first_correct: bool
     final_correct: bool
     attempts: int
+    rounds: int
     stop: str
 
 
-def summarize(predictions: list[Prediction]) -> dict[str, dict[str, float]]:
-    """Metrics per difficulty and overall (``all``)."""
-    groups: dict[str, list[Prediction]] = defaultdict(list)
-    for prediction in predictions:
-        groups[prediction.difficulty].append(prediction)
-        groups["all"].append(prediction)
-    result = {}
-    for name in sorted(groups, key=lambda g: (g == "all", g)):
-        items = groups[name]
-        n = len(items)
-        result[name] = {
-            "tasks": n,
-            "accuracy": sum(p.final_correct for p in items) / n,
-            "first_accuracy": sum(p.first_correct for p in items) / n,
-            "helped": sum(p.final_correct and not p.first_correct for p in items),
-            "hurt": sum(p.first_correct and not p.final_correct for p in items),
-            "attempts": sum(p.attempts for p in items) / n,
-            "stopped_correct": sum(p.stop == "correct" for p in items),
-        }
-    return result
+def summarize(predictions: list[Prediction]) -> dict[str, Any]:
+    """The metrics of some predictions."""
+    n = len(predictions)
+    return {
+        "count": n,
+        "accuracy": sum(p.final_correct for p in predictions) / n if n else 0.0,
+        "first_accuracy": sum(p.first_correct for p in predictions) / n if n else 0.0,
+        "helped": sum(p.final_correct and not p.first_correct for p in predictions),
+        "hurt": sum(p.first_correct and not p.final_correct for p in predictions),
+        "attempts": sum(p.attempts for p in predictions) / n if n else 0.0,
+        "stopped_correct": sum(p.stop == "correct" for p in predictions),
+    }
 
 
-def table(metrics: dict[str, dict[str, float]]) -> str:
-    rows = ["| difficulty | tasks | accuracy | first attempt | helped | hurt | attempts |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, m in metrics.items():
-        rows.append(f"| {name} | {m['tasks']:.0f} | {100 * m['accuracy']:.2f} | {100 * m['first_accuracy']:.2f} | "
-                    f"{m['helped']:.0f} | {m['hurt']:.0f} | {m['attempts']:.2f} |")
-    return "\n".join(rows) + "\n"
+def infer(backend: misstep.Backend, tasks: list[misstep.Task], *, max_attempts: int, self_improve: bool,
+          max_new_tokens: int) -> list[Prediction]:
+    """Self-improving inference on ``tasks``: one batched ``generate`` call per round for the tasks still going."""
+    readings = [Reading(task, family_of(task), max_attempts if self_improve else 1) for task in tasks]
+    stop = () if self_improve else (f"\n{FEEDBACK}",)
+    sampling = misstep.Sampling(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
+    going = readings
+    while going:
+        replies = backend.generate([r.conversation() for r in going], [sampling] * len(going))
+        for reading, reply in zip(going, replies):
+            reading.read(reply)
+            if not self_improve:
+                reading.stop = reading.stop or "end"
+        going = [r for r in going if not r.stop]
+    return [r.prediction() for r in readings]
 
 
 class EvaluateStage(misstep.Stage["EvaluateStage.Options"]):
@@ -131,9 +174,9 @@ class EvaluateStage(misstep.Stage["EvaluateStage.Options"]):
             default=None, description="an earlier stage whose `model` output to evaluate (default: the recipe's model)")
         backend: misstep.BackendRef | None = Field(default=None, description="default: `hf` with the model")
         self_improve: bool = Field(default=True, description="false: only the first attempt (rationale baseline)")
-        max_attempts: int = Field(default=10, gt=0)
-        max_new_tokens: int = Field(default=1024, gt=0)
-        batch_size: int = Field(default=64, gt=0)
+        max_attempts: int = Field(default=10, gt=0, description="attempts per question, the first included")
+        max_new_tokens: int = Field(default=1024, gt=0, description="per reply")
+        batch_size: int = Field(default=64, gt=0, description="questions inferred together (and saved together)")
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         opts = self.options
@@ -149,31 +192,25 @@ class EvaluateStage(misstep.Stage["EvaluateStage.Options"]):
             appender.close()
         wanted = {task.id for task in tasks}
         predictions = [p for p in misstep.read_jsonl(path, Prediction) if p.task_id in wanted]
-        metrics = summarize(predictions)
-        metrics_path = ctx.dir / "metrics.json"
-        metrics_path.write_text(json.dumps({"model": opts.model, "self_improve": opts.self_improve, "metrics": metrics}, indent=2))
-        table_path = ctx.dir / "metrics.md"
-        table_path.write_text(table(metrics))
-        ctx.log("\n" + table(metrics))
+        metrics = misstep.grouped_metrics(predictions, lambda p: p.difficulty, summarize, always=True)
+        metrics_path, table_path, table = misstep.save_metrics(
+            ctx.dir, metrics, info={"model": opts.model, "self_improve": opts.self_improve}, label="difficulty",
+            title=f"Model `{opts.model or 'the recipe model'}`, self-improvement {'on' if opts.self_improve else 'off'}.")
+        ctx.log("\n" + table)
         overall = metrics["all"]
         return {"metrics": metrics_path, "table": table_path, "predictions": path, "accuracy": overall["accuracy"],
                 "first_accuracy": overall["first_accuracy"], "helped": overall["helped"], "hurt": overall["hurt"],
+                "attempts": overall["attempts"],
                 **{f"accuracy_{name}": m["accuracy"] for name, m in metrics.items() if name != "all"}}
 
     def _predict(self, ctx: misstep.StageContext, tasks: list[misstep.Task], appender: misstep.JsonlAppender) -> None:
         opts = self.options
         backend = ctx.backend(opts.backend, ctx.model_of(opts.model))
-        stop = () if opts.self_improve else (f"\n{FEEDBACK}",)
-        sampling = misstep.Sampling(temperature=0.0, max_new_tokens=opts.max_new_tokens, stop=stop)
         try:
             batches = range(0, len(tasks), opts.batch_size)
             for start in ctx.progress(batches, desc="batches", total=len(batches)):
-                chunk = tasks[start: start + opts.batch_size]
-                conversations = [[misstep.Message(role="user", content=question_prompt(t.question))] for t in chunk]
-                replies = backend.generate(conversations, [sampling] * len(chunk))
-                for task, reply in zip(chunk, replies):
-                    reading = read_reply(reply, task, family_of(task), opts.max_attempts if opts.self_improve else 1)
-                    appender.write(Prediction(task_id=task.id, difficulty=str(task.metadata.get("difficulty", "unknown")),
-                                              reply=reply, **reading.__dict__))
+                for prediction in infer(backend, tasks[start: start + opts.batch_size], max_attempts=opts.max_attempts,
+                                        self_improve=opts.self_improve, max_new_tokens=opts.max_new_tokens):
+                    appender.write(prediction)
         finally:
             backend.close()

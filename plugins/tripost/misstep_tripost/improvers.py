@@ -45,13 +45,18 @@ class Request:
 
 
 def acceptable(new: list[Step] | None, request: Request) -> bool:
-    """An update counts if it parses, keeps the steps before the error and changes the erroneous step."""
+    """An update counts if it parses, keeps the steps before the error and changes the erroneous step so
+    that the quoted wrong part is gone from it (the reference's test, case-insensitive)."""
     if new is None or new[: len(request.kept)] != request.kept:
         return False
     before = {s.id: s.text for s in request.attempt}
     after = {s.id: s.text for s in new}
     step = request.feedback.error_step
-    return step not in after or " ".join(after[step].split()) != " ".join(before.get(step, "").split())
+    if step not in after:
+        return True
+    text = " ".join(after[step].split())
+    segment = " ".join(request.feedback.segment.split()).lower()
+    return text != " ".join(before.get(step, "").split()) and not (segment and segment in text.lower())
 
 
 class ScriptedImprover(BaseModel):

@@ -84,6 +84,9 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
         max_new_tokens: int = Field(default=1024, gt=0)
         max_updates: int = Field(default=5, gt=0)
         max_attempt_words: int = Field(default=512, gt=0, description="longer attempts are dropped")
+        retry_rejected: bool = Field(
+            default=False, description="ask the improver again after an update that is not legitimate (or the "
+            "verifier cannot judge), within max_updates; false: drop the interaction, as the reference does")
         batch_size: int = Field(default=64, gt=0, description="replies generated and edited together")
 
     def trajectories(self, ctx: misstep.StageContext) -> Iterator[misstep.Trajectory]:
@@ -117,7 +120,8 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
                             for task, sample in chunk]
                 replies = backend.generate(conversations, sampling)
                 edits = edit_replies([task for task, _ in chunk], replies, critic, opts.improver.improve,  # type: ignore[arg-type]
-                                     max_updates=opts.max_updates, max_attempt_words=opts.max_attempt_words)
+                                     max_updates=opts.max_updates, max_attempt_words=opts.max_attempt_words,
+                                     retry_rejected=opts.retry_rejected)
                 for edit, (_, sample) in zip(edits, chunk):
                     trajectory = edit_trajectory(edit, sample, backend.model_name, opts.temperature)
                     ctx.trajectory_produced(trajectory)

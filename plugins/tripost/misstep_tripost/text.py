@@ -21,7 +21,7 @@ ANSWER = "Answer:"
 UPDATED = "Updated Answer:"
 FEEDBACK = "Feedback:"
 STEP_LINE = re.compile(r"^\((\d+(?:\.\d+)*|Final response)\)\s?(.*)$")
-_CORRECT_END = "The final response is also correct."
+CORRECT_END = "final response is also correct."
 _STEPS_OK = re.compile(r"^(?:Step \(([\d.]+)\) is correct\.|Step \(([\d.]+)\) to step \(([\d.]+)\) are correct\.)\s*")
 _ERROR = re.compile(r'^In step \(([\d.]+|Final response)\) the part "(.*)" is incorrect\.(?:\s+This is because (.*?)\.?)?$',
                     re.S)
@@ -63,7 +63,7 @@ class Feedback:
         elif self.last_correct is not None:
             parts.append(f"Step (1) to step ({self.last_correct}) are correct.")
         if self.error_step is None:
-            parts.append(_CORRECT_END)
+            parts.append(f"The {CORRECT_END}")
         else:
             parts.append(f'In step ({self.error_step}) the part "{self.segment}" is incorrect.')
             if self.reason:
@@ -95,7 +95,7 @@ def parse_feedback(text: str) -> Feedback | None:
         if match.group(2) not in (None, "1"):
             return None
         text = text[match.end():]
-    if text == _CORRECT_END:
+    if text == f"The {CORRECT_END}":
         return Feedback(error_step=None, last_correct=last) if last else None
     error = _ERROR.match(text)
     if not error:
