@@ -130,16 +130,18 @@ def _read_cache(cache_path: Path, key: dict[str, Any], corpus_bytes: int) -> Ind
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the file"
-        return _rebuild_warning(cache_path, f"{where}: {first['msg']}")
+        _warn_rebuilt(cache_path, f"{where}: {first['msg']}")
+        return None
     except (OSError, ValueError) as error:
-        return _rebuild_warning(cache_path, str(error))
+        _warn_rebuilt(cache_path, str(error))
+        return None
     bm25 = BM25Okapi.__new__(BM25Okapi)
     for name in _BM25_STATE:
         setattr(bm25, name, getattr(stored, name))
     return Index([Passage(text, title) for title, text in stored.passages], bm25)
 
 
-def _rebuild_warning(cache_path: Path, reason: str) -> None:
+def _warn_rebuilt(cache_path: Path, reason: str) -> None:
     warnings.warn(f"the search index cache {cache_path} is not a valid index ({reason[:200]}); it is rebuilt",
                   stacklevel=4)
 
