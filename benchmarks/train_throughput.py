@@ -190,10 +190,10 @@ def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, example
                    out: Path) -> Any:
     """misstep's Trainer, loss and collator as the ``train`` stage builds them (packing on)."""
     from misstep.training.encode import encode_example
-    from misstep.training.engine import Collator, _trainer_class, build_loss
+    from misstep.training.engine import Collator, _trainer_class
     from misstep.training.packing import collate_packed
 
-    loss = build_loss({"use": "sft"})
+    loss = misstep.get_plugins().create("loss", "sft")
     collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True)
     if args.rows != "engine":
         def collate(batch: list[Any]) -> dict[str, Any]:

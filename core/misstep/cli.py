@@ -16,8 +16,8 @@ from misstep.components import KINDS
 from misstep.errors import MisstepError, RecipeError
 from misstep.plugins import get_plugins
 from misstep.recipe import load_recipe
-from misstep.scaffold import scaffold_plugin
-from misstep.stages import default_run_dir, run_recipe
+from misstep.scaffold import SCAFFOLD_KINDS, scaffold_plugin
+from misstep.runner import default_run_dir, run_recipe
 
 SET_HELP = "Override a recipe value: KEY.PATH=VALUE (VALUE is YAML). Repeatable; stages by name or index."
 
@@ -63,7 +63,7 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or stage messages.")
 def run(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, force: bool, quiet: bool) -> None:
     """Run RECIPE's stages in order; a re-run skips stages that already finished."""
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(recipe, overrides, plugins=get_plugins())
     result = run_recipe(loaded, run_dir=run_dir, force=force, quiet=quiet)
     click.echo(f"Run finished: {result.dir}")
 
@@ -73,7 +73,7 @@ def run(recipe: Path, overrides: tuple[str, ...], run_dir: Path | None, force: b
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
     """Check RECIPE without running it: every problem is listed with its YAML path and line."""
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(recipe, overrides, plugins=get_plugins())
     stages = ", ".join(f"{s.label} ({s.use})" for s in loaded.stages)
     click.echo(f"{recipe}: valid. Stages: {stages}. Run folder: {default_run_dir(loaded)}")
 
@@ -131,11 +131,14 @@ def _type_name(annotation: object) -> str:
 
 @cli.command("new-plugin")
 @click.argument("name")
+@click.option("--kind", type=click.Choice(list(SCAFFOLD_KINDS)), default="tool", show_default=True,
+              help="The kind of component the plugin holds.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where to create the plugin folder.")
-def new_plugin(name: str, directory: Path) -> None:
-    """Scaffold a plugin distribution NAME: pyproject with entry point, one tool component and a test."""
-    folder = scaffold_plugin(name, directory)
+def new_plugin(name: str, kind: str, directory: Path) -> None:
+    """Scaffold a plugin distribution NAME: pyproject with entry point, one working component of KIND and
+    a test that passes as generated."""
+    folder = scaffold_plugin(name, directory, kind)
     click.echo(f"Created {folder}. Next: pip install -e {folder} && misstep plugins")
 
 
@@ -145,7 +148,7 @@ def main() -> None:
     from misstep.plugins import PluginWarning
 
     warnings.simplefilter("default", PluginWarning)
-    warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"  # type: ignore[assignment]
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
     try:
         get_plugins().register_commands(cli)
     except MisstepError as error:

@@ -17,7 +17,7 @@ from misstep.datamodel import Example, Message, Task, Trajectory, Verdict
 from misstep.errors import ComponentError
 
 if TYPE_CHECKING:
-    from misstep.stages import StageContext
+    from misstep.context import StageContext
 
 
 class Options(BaseModel):
@@ -104,6 +104,11 @@ class Reformatter(Component[O]):
     def inference_prompt(self, prompt: list[Message]) -> list[Message]:
         return prompt
 
+    def report(self) -> dict[str, Any] | None:
+        """Optional: what the last ``reformat`` kept and dropped (JSON-ready); the ``reformat`` stage saves
+        it as ``summary.json``. None (the default): nothing to report."""
+        return None
+
 
 @dataclass
 class LossOutput:
@@ -114,7 +119,9 @@ class LossOutput:
 
 
 class Loss(Component[O]):
-    """A training objective. ``ranked`` losses receive batches built from :class:`RankedExample`.
+    """A training objective. ``compute`` gets a token batch (padded or packed rows; its contract is in
+    :mod:`misstep.training.token_loss`) unless the loss defines ``collate``; ``ranked`` losses receive
+    batches built from :class:`RankedExample` through their own ``collate``.
 
     ``per_token`` losses normalise by ``batch["num_items_in_batch"]`` when the trainer passes it: the
     trained tokens of the whole optimizer step (every accumulated micro-batch, every process), so that

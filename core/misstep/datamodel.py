@@ -157,12 +157,18 @@ class Trajectory(Record):
 
 
 class Example(Record):
-    """A training example: a conversation whose messages say which parts are trained and how much."""
+    """A training example: a conversation whose messages say which parts are trained and how much.
+
+    ``label`` (positive, negative or a finer class) and ``reward`` are what the reformatter knew about
+    the trajectory it came from; they reach the loss with every token (``batch["examples"]``).
+    """
 
     kind: ClassVar[str] = "example"
 
     id: str
     messages: list[Message]
+    label: str | None = None
+    reward: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

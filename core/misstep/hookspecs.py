@@ -1,11 +1,12 @@
 """The hooks a misstep plugin can implement: the whole contract between the core and its plugins.
 
-Registration hooks run once, when the plugin manager first builds its registry (at the start of
-every ``misstep`` command). Each receives a ``register`` callback; call it with one component class
+Registration hooks run once, when a :class:`~misstep.Plugins` registry is first used (at the start
+of every ``misstep`` command). Each receives a ``register`` callback; call it with one component class
 per component the plugin provides. The component's ``kind`` must match the hook.
 
 Lifecycle hooks run while a recipe executes, for logging, monitoring and side outputs.
-Implement a hook with ``@misstep.hookimpl`` and a function of the same name.
+Implement a hook with ``@misstep.hookimpl`` and a function of the same name; it may take only the
+arguments it needs. Type ``register`` as :data:`misstep.Register`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import click
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from misstep.components import Component
+    from misstep.context import StageContext
     from misstep.datamodel import Trajectory
-    from misstep.stages import StageContext
 
 hookspec = pluggy.HookspecMarker("misstep")
 hookimpl = pluggy.HookimplMarker("misstep")
 
 Register = Callable[[type["Component[Any]"]], None]
+"""The ``register`` callback of the registration hooks: takes one component class, returns nothing."""
 
 
 # --- registration: components -------------------------------------------------------------------
@@ -34,8 +37,10 @@ Register = Callable[[type["Component[Any]"]], None]
 def register_tasks(register: Register) -> None:
     """Register task loaders and generators (``TaskLoader`` subclasses).
 
-    Called once when the registry is built. ``register(cls)`` adds a loader recipes can name with
-    ``use: <cls.name>``. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` to add a loader recipes can name with ``use: <cls.name>``.
+    :return: ignored.
     """
 
 
@@ -43,7 +48,10 @@ def register_tasks(register: Register) -> None:
 def register_sources(register: Register) -> None:
     """Register trajectory sources (``TrajectorySource`` subclasses): files, rollouts, candidate pools.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each source class.
+    :return: ignored.
     """
 
 
@@ -51,7 +59,10 @@ def register_sources(register: Register) -> None:
 def register_tools(register: Register) -> None:
     """Register tools the agent can call (``Tool`` subclasses), by the name used in actions.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each tool class.
+    :return: ignored.
     """
 
 
@@ -59,7 +70,10 @@ def register_tools(register: Register) -> None:
 def register_verifiers(register: Register) -> None:
     """Register verifiers (``Verifier`` subclasses) that judge answers and produce ``Verdict``s.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each verifier class.
+    :return: ignored.
     """
 
 
@@ -67,7 +81,10 @@ def register_verifiers(register: Register) -> None:
 def register_reformatters(register: Register) -> None:
     """Register reformatters (``Reformatter`` subclasses) that turn trajectories into ``Example``s.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each reformatter class.
+    :return: ignored.
     """
 
 
@@ -75,7 +92,10 @@ def register_reformatters(register: Register) -> None:
 def register_losses(register: Register) -> None:
     """Register training losses (``Loss`` subclasses); set ``ranked = True`` for ranking losses.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each loss class.
+    :return: ignored.
     """
 
 
@@ -83,7 +103,10 @@ def register_losses(register: Register) -> None:
 def register_backends(register: Register) -> None:
     """Register generation backends (``Backend`` subclasses) that produce assistant turns.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each backend class.
+    :return: ignored.
     """
 
 
@@ -91,7 +114,10 @@ def register_backends(register: Register) -> None:
 def register_stages(register: Register) -> None:
     """Register recipe stages (``Stage`` subclasses), such as ``collect``, ``train`` or a method's loop.
 
-    Called once when the registry is built. The return value is ignored.
+    Called once when the registry is built.
+
+    :param register: call ``register(cls)`` with each stage class.
+    :return: ignored.
     """
 
 
@@ -102,8 +128,10 @@ def register_stages(register: Register) -> None:
 def register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``misstep`` command line.
 
-    Called once when the CLI starts, with the top-level click group; use ``@cli.command()``.
-    The return value is ignored.
+    Called once when the CLI starts.
+
+    :param cli: the top-level click group; add commands with ``@cli.command()``.
+    :return: ignored.
     """
 
 
@@ -114,8 +142,9 @@ def register_commands(cli: click.Group) -> None:
 def trajectory_produced(trajectory: Trajectory, ctx: StageContext) -> None:
     """Called after a stage produced (and verified) a trajectory, before it is stored.
 
-    ``ctx`` is the running stage's context. Use it to log or monitor; the trajectory must not be
-    modified. The return value is ignored.
+    :param trajectory: the new trajectory; it must not be modified.
+    :param ctx: the running stage's context.
+    :return: ignored.
     """
 
 
@@ -123,7 +152,8 @@ def trajectory_produced(trajectory: Trajectory, ctx: StageContext) -> None:
 def before_stage(ctx: StageContext) -> None:
     """Called just before a recipe stage runs (not for stages skipped because they already finished).
 
-    ``ctx.name`` is the stage's name and ``ctx.dir`` its output folder. The return value is ignored.
+    :param ctx: the stage's context: ``ctx.name`` is its name, ``ctx.dir`` its output folder.
+    :return: ignored.
     """
 
 
@@ -131,5 +161,7 @@ def before_stage(ctx: StageContext) -> None:
 def after_stage(ctx: StageContext, outputs: dict[str, Any]) -> None:
     """Called after a recipe stage finished successfully, with the outputs it returned.
 
-    The outputs are already saved in the run folder. The return value is ignored.
+    :param ctx: the stage's context.
+    :param outputs: the stage's outputs as saved in the run folder (paths as ``{"path": ...}``).
+    :return: ignored.
     """

@@ -22,7 +22,7 @@ from typing import Any
 
 from misstep.errors import ComponentError
 from misstep.jsonl import read_json
-from misstep.recipe import ModelSpec
+from misstep.specs import Dtype, ModelSpec
 from misstep.training.checkpoints import weights_problem
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -74,7 +74,7 @@ def _convert_gguf(file: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(tmp)
-        model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name)
         model.hf_quantizer = None  # the tensors were dequantised on load: save them as plain weights
         model.config.__dict__.pop("quantization_config", None)
         model.save_pretrained(tmp)
@@ -106,25 +106,37 @@ def resolve_model(path: str) -> Path:
     )
 
 
-def trained_spec(folder: str | Path, *, dtype: str = "auto") -> ModelSpec:
+def model_info(folder: str | Path) -> dict[str, Any] | None:
+    """What the ``train`` stage recorded in a model folder's ``misstep.json`` (base model, adapter or not,
+    reformatter, loss, recipe, stage); None for a folder without one."""
+    info = Path(folder).expanduser() / MODEL_INFO
+    if not info.is_file():
+        return None
+    data = read_json(info)
+    if not isinstance(data, dict):
+        raise ComponentError(f"{info}: not a misstep model description (a JSON object); retrain the model or "
+                             "remove the file")
+    return data
+
+
+def trained_spec(folder: str | Path, *, dtype: Dtype = "auto") -> ModelSpec:
     """A loadable spec for a model folder the ``train`` stage saved (its ``misstep.json`` says what it is).
 
     A LoRA adapter becomes its base model with the adapter (and the adapter folder's tokenizer); full
     weights, or any folder without ``misstep.json``, load as they are.
     """
     folder = Path(folder).expanduser()
-    info = folder / MODEL_INFO
-    if not info.is_file():
-        return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
-    data = read_json(info)
+    info = model_info(folder)
+    if info is None:
+        return ModelSpec(path=str(folder), dtype=dtype)
     try:
-        base, adapter = data["base"], bool(data["adapter"])
-    except (KeyError, TypeError) as error:
-        raise ComponentError(f"{info}: not a valid misstep model description ({error!r}); retrain the model or "
-                             "remove the file") from None
+        base, adapter = info["base"], bool(info["adapter"])
+    except KeyError as error:
+        raise ComponentError(f"{folder / MODEL_INFO}: not a valid misstep model description (no {error}); retrain "
+                             "the model or remove the file") from None
     if not adapter:
-        return ModelSpec(path=str(folder), dtype=dtype)  # type: ignore[arg-type]
-    return ModelSpec(path=base, adapter=str(folder), tokenizer=str(folder), dtype=dtype)  # type: ignore[arg-type]
+        return ModelSpec(path=str(folder), dtype=dtype)
+    return ModelSpec(path=base, adapter=str(folder), tokenizer=str(folder), dtype=dtype)
 
 
 def _expanded(spec: ModelSpec) -> ModelSpec:
@@ -164,7 +176,7 @@ def load_model(spec: ModelSpec, *, trainable: bool = False) -> Any:
     spec = _expanded(spec)
     folder = resolve_model(spec.path)
     _check_weights(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(spec))
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(spec))
     if spec.adapter:
         from peft import PeftModel
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import pluggy
@@ -28,6 +27,10 @@ import pluggy
 from misstep import hookspecs
 from misstep.components import KINDS, Component
 from misstep.errors import PluginError
+
+if TYPE_CHECKING:
+    from misstep.context import StageContext
+    from misstep.datamodel import Trajectory
 
 REGISTRATION_HOOKS = {
     "task": "register_tasks",
@@ -75,11 +78,19 @@ class PluginInfo:
     builtin: bool = False
 
 
-def builtin_modules() -> list[str]:
-    """Every module of the ``misstep.builtin`` package is a built-in plugin."""
-    import misstep.builtin
-
-    return [f"misstep.builtin.{m.name}" for m in pkgutil.iter_modules(misstep.builtin.__path__) if not m.ispkg]
+BUILTINS = (
+    "misstep.builtin.backends",
+    "misstep.builtin.collect",
+    "misstep.builtin.datasets",
+    "misstep.builtin.evaluate",
+    "misstep.builtin.files",
+    "misstep.builtin.losses",
+    "misstep.builtin.stages",
+    "misstep.builtin.tool_command",
+    "misstep.builtin.train",
+    "misstep.builtin.verifiers",
+)
+"""The built-in plugins, loaded like any other (``MISSTEP_DISABLE_PLUGINS`` blocks them by these names)."""
 
 
 def _names_from_env(variable: str) -> set[str] | None:
@@ -115,7 +126,7 @@ class Plugins:
             self.pm.trace.root.setwriter(lambda message: print(message, end="", file=sys.stderr))
             self.pm.enable_tracing()
         disabled = _names_from_env("MISSTEP_DISABLE_PLUGINS") or set()
-        for module_name in builtin_modules():
+        for module_name in BUILTINS:
             if module_name not in disabled:
                 self.add(importlib.import_module(module_name), module_name, builtin=True)
         if entry_points:
@@ -227,15 +238,14 @@ class Plugins:
     def register_commands(self, cli: click.Group) -> None:
         self.pm.hook.register_commands(cli=cli)
 
-    def trajectory_produced(self, trajectory: Any, ctx: Any) -> None:
+    def trajectory_produced(self, trajectory: Trajectory, ctx: StageContext) -> None:
         self.pm.hook.trajectory_produced(trajectory=trajectory, ctx=ctx)
 
-    def before_stage(self, ctx: Any) -> None:
+    def before_stage(self, ctx: StageContext) -> None:
         self.pm.hook.before_stage(ctx=ctx)
 
-    def after_stage(self, ctx: Any, outputs: dict[str, Any]) -> None:
+    def after_stage(self, ctx: StageContext, outputs: dict[str, Any]) -> None:
         self.pm.hook.after_stage(ctx=ctx, outputs=outputs)
-
 
 
 def _check_component(cls: Any, kind: str, plugin: str) -> None:

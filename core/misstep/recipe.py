@@ -15,11 +15,10 @@ or an unknown component name is reported with its YAML path and line and the val
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
@@ -34,7 +33,12 @@ from pydantic import (
 
 from misstep.components import Component, Options
 from misstep.errors import Problem, RecipeError
-from misstep.plugins import Plugins, get_plugins
+from misstep.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from misstep.plugins import Plugins
 
 Loc = tuple[str | int, ...]
 
@@ -70,26 +74,55 @@ class Ref(BaseModel):
             raise RuntimeError(f"{self.kind} {self.use!r} was not resolved; load recipes with load_recipe()")
         return self._cls(self.options)
 
-    def resolve(self, plugins: Plugins | None = None) -> Ref:
-        """Look up and validate this reference outside a recipe (raises RecipeError)."""
+    def resolve(self, plugins: Plugins) -> Self:
+        """Look up and validate this reference in ``plugins`` outside a recipe (raises RecipeError)."""
         problems: list[Problem] = []
-        _resolve_ref(self, plugins or get_plugins(), (), problems)
+        _resolve_ref(self, plugins, (), problems)
         if problems:
             raise RecipeError(problems)
         return self
 
 
-def _ref_type(kind_name: str, doc: str) -> type[Ref]:
-    return types.new_class(f"{kind_name.title()}Ref", (Ref,), {}, lambda ns: ns.update(kind=kind_name, __doc__=doc))
+class TaskRef(Ref):
+    """A task loader or generator."""
+
+    kind: ClassVar[str] = "task"
 
 
-TaskRef = _ref_type("task", "A task loader or generator.")
-SourceRef = _ref_type("source", "A trajectory source.")
-ToolRef = _ref_type("tool", "A tool.")
-VerifierRef = _ref_type("verifier", "A verifier.")
-ReformatterRef = _ref_type("reformatter", "A reformatter.")
-LossRef = _ref_type("loss", "A loss.")
-BackendRef = _ref_type("backend", "A generation backend.")
+class SourceRef(Ref):
+    """A trajectory source."""
+
+    kind: ClassVar[str] = "source"
+
+
+class ToolRef(Ref):
+    """A tool."""
+
+    kind: ClassVar[str] = "tool"
+
+
+class VerifierRef(Ref):
+    """A verifier."""
+
+    kind: ClassVar[str] = "verifier"
+
+
+class ReformatterRef(Ref):
+    """A reformatter."""
+
+    kind: ClassVar[str] = "reformatter"
+
+
+class LossRef(Ref):
+    """A loss."""
+
+    kind: ClassVar[str] = "loss"
+
+
+class BackendRef(Ref):
+    """A generation backend."""
+
+    kind: ClassVar[str] = "backend"
 
 
 def _listed(value: Any) -> Any:
@@ -118,29 +151,6 @@ class StageInput:
 # --- the recipe ------------------------------------------------------------------------------------
 
 
-class LoraSpec(BaseModel):
-    """LoRA settings (peft)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    r: int = Field(default=8, gt=0)
-    alpha: int = Field(default=16, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=lambda: ["q_proj", "v_proj"])
-
-
-class ModelSpec(BaseModel):
-    """The model a recipe fine-tunes (and, by default, evaluates)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(default="tiny", description="alias, local folder or .gguf file")
-    tokenizer: str | None = Field(default=None, description="tokenizer folder, if not the model's")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    adapter: str | None = Field(default=None, description="a LoRA adapter to load on top of the model")
-    lora: LoraSpec | None = None
-
-
 class Recipe(BaseModel):
     """A whole recipe: the model and the ordered stages."""
 
@@ -152,6 +162,14 @@ class Recipe(BaseModel):
     seed: int = 0
     model: ModelSpec = Field(default_factory=ModelSpec)
     stages: list[StageRef] = Field(min_length=1)
+    _plugins: Plugins | None = PrivateAttr(default=None)
+
+    @property
+    def plugins(self) -> Plugins:
+        """The registry the recipe was resolved with (its stages run with the same components)."""
+        if self._plugins is None:
+            raise RuntimeError(f"recipe {self.name!r} was not resolved; load recipes with load_recipe()")
+        return self._plugins
 
 
 # --- YAML with line numbers ------------------------------------------------------------------------
@@ -362,10 +380,10 @@ def _check_stage_inputs(recipe: Recipe, problems: list[Problem]) -> None:
         seen.append(stage.label)
 
 
-def validate_recipe(data: Any, *, plugins: Plugins | None = None, file: str | None = None,
+def validate_recipe(data: Any, *, plugins: Plugins, file: str | None = None,
                     lines: dict[Loc, int] | None = None, overridden: set[Loc] | None = None) -> Recipe:
-    """Validate recipe data (already parsed) into a resolved :class:`Recipe`, or raise RecipeError."""
-    plugins = plugins or get_plugins()
+    """Validate recipe data (already parsed) against the components of ``plugins`` into a resolved
+    :class:`Recipe`, or raise RecipeError listing every problem."""
     lines = lines or {}
     overridden = overridden or set()
     problems: list[Problem] = []
@@ -403,6 +421,7 @@ def validate_recipe(data: Any, *, plugins: Plugins | None = None, file: str | No
         located.sort(key=lambda p: (p.line or 0, p.path))
         raise RecipeError(located, file=file)
     assert recipe is not None
+    recipe._plugins = plugins
     return recipe
 
 
@@ -415,7 +434,7 @@ def _parse_loc(path: str) -> Loc:
     return tuple(loc)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, plugins: Plugins | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, plugins: Plugins) -> Recipe:
     """Read, override and validate a recipe file; raise RecipeError listing every problem."""
     path = Path(path)
     if not path.is_file():

@@ -1,10 +1,11 @@
-"""Tiny models for tests and quick runs: a Llama-style model and a tokenizer trained here, in seconds.
+"""Helpers for tests: tiny models trained here in seconds, and stage contexts to call components by hand.
 
 ``build_tiny_model(folder)`` writes a complete model folder (config, weights, tokenizer with a chat
 template) that every misstep component loads like any other local model; ``teach(folder, pairs)``
 fine-tunes it to give chosen replies; ``served(folder, log)``
-runs ``transformers serve`` on it for the ``openai`` backend. Plugin authors use both in their own
-tests: nothing is downloaded.
+runs ``transformers serve`` on it for the ``openai`` backend; ``stage_context(folder, plugins)`` is
+what a stage or source sees inside a run. Plugin authors use them in their own tests:
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from misstep.context import Run, StageContext
 from misstep.datamodel import Example, Message
 from misstep.errors import MisstepError
+from misstep.recipe import Recipe, StageRef
+from misstep.runner import serialise
+from misstep.specs import ModelSpec
 from misstep.training.encode import encode_example
+
+if TYPE_CHECKING:
+    from misstep.plugins import Plugins
 
 ChatTemplate = Literal["chatml", "llama2"]
 
@@ -206,3 +214,16 @@ def served(folder: Path | str, log: Path, *, timeout: float = 120) -> Iterator[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stage_context(folder: Path | str, plugins: Plugins, *, outputs: Mapping[str, Mapping[str, Any]] | None = None,
+                  model: ModelSpec | None = None, name: str = "test", seed: int = 0) -> StageContext:
+    """The context of a stage ``name`` running quietly in the run folder ``folder``, after earlier stages
+    that returned ``outputs`` (stage -> its outputs; paths as :class:`Path`): call a stage's ``run``, a
+    source's ``trajectories`` or anything else that takes a ``ctx`` directly in a test."""
+    root = Path(folder)
+    recipe = Recipe(name="test", seed=seed, model=model or ModelSpec(), stages=[StageRef(use=name)])
+    earlier = {stage: serialise(dict(values), root) for stage, values in (outputs or {}).items()}
+    run = Run(recipe=recipe, dir=root, plugins=plugins, outputs=earlier, quiet=True)
+    (root / name).mkdir(parents=True, exist_ok=True)
+    return StageContext(run=run, name=name, dir=root / name, spec=recipe.stages[0])

@@ -7,7 +7,7 @@ import pytest
 
 import misstep
 from misstep.errors import PluginError
-from misstep.plugins import PluginWarning, Plugins, builtin_modules
+from misstep.plugins import BUILTINS, PluginWarning, Plugins
 
 TOOL_PLUGIN = """
 import misstep
@@ -32,11 +32,20 @@ def entry_point_names(plugins: Plugins) -> set[str]:
 def test_builtins_and_first_party_plugins_load():
     plugins = Plugins()
     infos = {info.name: info for info in plugins.info()}
-    for module in builtin_modules():
+    for module in BUILTINS:
         assert infos[module].builtin
     assert FIRST_PARTY <= set(infos)
     assert "tasks" in plugins.names("stage") and "jsonl" in plugins.names("task")
     assert plugins.failures == {}
+
+
+def test_every_builtin_module_is_listed():
+    import pkgutil
+
+    import misstep.builtin
+
+    modules = {f"misstep.builtin.{m.name}" for m in pkgutil.iter_modules(misstep.builtin.__path__)}
+    assert set(BUILTINS) == modules and len(BUILTINS) == len(modules)
 
 
 def test_third_party_entry_point_is_discovered(installed):
@@ -132,6 +141,6 @@ def test_plugins_json_cli_lists_builtins_and_first_party():
     out = subprocess.run([sys.executable, "-m", "misstep", "plugins", "--json"], capture_output=True, text=True, check=True)
     payload = json.loads(out.stdout)
     names = {p["name"] for p in payload["plugins"]}
-    assert FIRST_PARTY <= names and set(builtin_modules()) <= names
+    assert FIRST_PARTY <= names and set(BUILTINS) <= names
     for plugin in payload["plugins"]:
         assert set(plugin) == {"name", "version", "hooks", "components", "builtin"}

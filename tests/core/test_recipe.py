@@ -3,8 +3,12 @@ import sys
 
 import pytest
 
-from misstep import RecipeError, load_recipe
+from misstep import Plugins, RecipeError, load_recipe
 from misstep.recipe import recipe_to_yaml
+
+
+def load(path, overrides=()):
+    return load_recipe(path, overrides, plugins=Plugins(entry_points=False))
 
 GOOD = """
 name: demo
@@ -31,7 +35,7 @@ stages:
 
 
 def test_valid_recipe_resolves_components(write_recipe):
-    recipe = load_recipe(write_recipe(GOOD))
+    recipe = load(write_recipe(GOOD))
     stage = recipe.stages[0]
     assert stage.label == "load"
     loader = stage.options.tasks[0]
@@ -42,7 +46,7 @@ def test_valid_recipe_resolves_components(write_recipe):
 
 def test_every_problem_is_reported_with_path_and_line(write_recipe):
     with pytest.raises(RecipeError) as info:
-        load_recipe(write_recipe(BROKEN))
+        load(write_recipe(BROKEN))
     problems = {(p.path, p.line) for p in info.value.problems}
     assert problems == {("seed", 2), ("stages[0].use", 4), ("stages[1].tasks[0].limt", 9)}
     text = str(info.value)
@@ -53,33 +57,33 @@ def test_every_problem_is_reported_with_path_and_line(write_recipe):
 
 def test_missing_required_and_yaml_syntax_errors(write_recipe):
     with pytest.raises(RecipeError, match=r"stages\[0\].tasks: required key is missing"):
-        load_recipe(write_recipe("name: x\nstages:\n  - use: tasks\n"))
+        load(write_recipe("name: x\nstages:\n  - use: tasks\n"))
     with pytest.raises(RecipeError) as info:
-        load_recipe(write_recipe("name: x\nstages: [\n  - use: tasks\n"))
+        load(write_recipe("name: x\nstages: [\n  - use: tasks\n"))
     assert info.value.problems[0].line == 3 and "not valid YAML" in str(info.value)
     with pytest.raises(RecipeError, match="must be a mapping"):
-        load_recipe(write_recipe("- just a list\n"))
+        load(write_recipe("- just a list\n"))
 
 
 def test_set_overrides_by_stage_name_and_index(write_recipe):
     path = write_recipe(GOOD)
-    recipe = load_recipe(path, ["stages.load.tasks.limit=7", "seed=5", "stages.0.tasks.dataset=toy"])
+    recipe = load(path, ["stages.load.tasks.limit=7", "seed=5", "stages.0.tasks.dataset=toy"])
     assert recipe.seed == 5
     assert recipe.stages[0].options.tasks[0].options.limit == 7
     assert recipe.stages[0].options.tasks[0].options.dataset == "toy"
-    recipe = load_recipe(path, ["model.path=smollm2-135m-instruct"])
+    recipe = load(path, ["model.path=smollm2-135m-instruct"])
     assert recipe.model.path == "smollm2-135m-instruct"
 
 
 def test_bad_overrides_are_located(write_recipe):
     path = write_recipe(BROKEN.replace("seed: abc", "seed: 1").replace("taskz", "tasks\n    tasks: [jsonl]"))
     with pytest.raises(RecipeError, match=r"limit: .*valid integer.*\(set with --set\)"):
-        load_recipe(path, ["stages.1.tasks.0.limt=many", "stages.1.tasks.0.limit=many", "stages.0.tasks.0.path=a"])
+        load(path, ["stages.1.tasks.0.limt=many", "stages.1.tasks.0.limit=many", "stages.0.tasks.0.path=a"])
     path = write_recipe(GOOD)
     with pytest.raises(RecipeError, match="no element 'train'; choose one of: load"):
-        load_recipe(path, ["stages.train.epochs=1"])
+        load(path, ["stages.train.epochs=1"])
     with pytest.raises(RecipeError, match="expected KEY.PATH=VALUE"):
-        load_recipe(path, ["seed"])
+        load(path, ["seed"])
 
 
 def test_duplicate_stage_names_and_unknown_earlier_stage(write_recipe):
@@ -95,7 +99,7 @@ def test_duplicate_stage_names_and_unknown_earlier_stage(write_recipe):
         reformatter: nat
     """
     with pytest.raises(RecipeError) as info:
-        load_recipe(write_recipe(text))
+        load(write_recipe(text))
     text = str(info.value)
     assert "two stages are named 'tasks'" in text
     assert "'later' is not an earlier stage; choose one of: tasks" in text

@@ -123,7 +123,7 @@ def test_changed_upstream_stage_reruns_downstream(tmp_path, write_recipe, plugin
 def test_output_of_unknown_key_is_a_clear_error(tmp_path, write_recipe, plugins):
     recipe = load_recipe(write_recipe(RECIPE), plugins=plugins)
     run = run_recipe(recipe, run_dir=tmp_path / "r", plugins=plugins, quiet=True)
-    from misstep.stages import StageContext
+    from misstep.context import StageContext
 
     ctx = StageContext(run=run, name="third", dir=tmp_path, spec=recipe.stages[0])
     with pytest.raises(misstep.MisstepError, match="has no output 'nope'"):
@@ -141,7 +141,7 @@ def test_tasks_stage_with_jsonl_loader(tmp_path, write_recipe):
         limit: 3
         shuffle: true
         tasks: {{use: jsonl, path: {data}, question: q, answer: a, id: null}}
-    """))
+    """), plugins=Plugins(entry_points=False))
     run = run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)
     tasks = list(misstep.read_jsonl(tmp_path / "run" / "tasks" / "tasks.jsonl", misstep.Task))
     assert run.outputs["tasks"]["count"] == 3 and len(tasks) == 3

@@ -44,7 +44,7 @@ def nat_files(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def source(paths: list[Path], questions: Path | None = None) -> NatTrajectories:
-    tasks = misstep.TaskRef(use="strategyqa", path=str(questions)).resolve() if questions else None
+    tasks = misstep.TaskRef(use="strategyqa", path=str(questions)).resolve(misstep.get_plugins()) if questions else None
     return NatTrajectories(NatTrajectories.Options(paths=paths, tasks=tasks))
 
 
@@ -99,7 +99,7 @@ def test_reformat_stage_reads_the_source(nat_files, tmp_path: Path) -> None:
               paths: [{positive}, {negative}]
               tasks: {{use: strategyqa, path: {questions}}}
             reformatter: {{use: nut}}
-        """)))
+        """)), plugins=misstep.get_plugins())
     run = misstep.run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)
     examples = list(misstep.read_jsonl(run.dir / run.outputs["reformat"]["examples"]["path"], misstep.Example))
     assert sorted(e.id for e in examples) == ["strategyqa-q1#t0.2-s0", "strategyqa-q1#t0.2-s1", "strategyqa-q1#t0.5-s0"]

@@ -28,7 +28,7 @@ stages:
 def run(tmp_path, text, name="recipe.yaml"):
     path = tmp_path / name
     path.write_text(text)
-    return misstep.run_recipe(misstep.load_recipe(path), run_dir=tmp_path / "run", quiet=True)
+    return misstep.run_recipe(misstep.load_recipe(path, plugins=misstep.get_plugins()), run_dir=tmp_path / "run", quiet=True)
 
 
 def test_student_tokenizer_is_trained_on_the_task_text(tmp_path):

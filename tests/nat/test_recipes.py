@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "nat-gsm8k.yaml", "nat-strategyqa.yaml"])
 def test_recipes_validate(name):
-    recipe = misstep.load_recipe(ROOT / "recipes" / name)
+    recipe = misstep.load_recipe(ROOT / "recipes" / name, plugins=misstep.get_plugins())
     labels = [stage.label for stage in recipe.stages]
     assert {"train-vanilla", "train-nut", "train-nat", "eval-untrained", "eval-nat", "compare"} <= set(labels)
 
@@ -24,7 +24,7 @@ def test_the_packaged_quickstart_is_the_repository_recipe():
 
 
 def test_paper_settings_in_the_gsm8k_recipe():
-    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-gsm8k.yaml")
+    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-gsm8k.yaml", plugins=misstep.get_plugins())
     stages = {stage.label: stage.build().options for stage in recipe.stages}
     assert stages["collect"].temperatures == [0.2, 0.5, 0.7] and stages["collect"].backend.use == "openai"
     assert stages["reformat-nat"].reformatter.options.pos_num == 2000
@@ -39,7 +39,7 @@ def test_paper_settings_in_the_gsm8k_recipe():
 
 
 def test_sweep_copies_each_chain_with_negatives_per_value():
-    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe()))
+    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe(), plugins=misstep.get_plugins()))
     expanded, points = expand(data, [0, 50], None)
     labels = [stage.get("name") or stage["use"] for stage in expanded["stages"]]
     assert labels[: len(data["stages"])] == [s.get("name") or s["use"] for s in data["stages"]]  # base unchanged
@@ -55,12 +55,12 @@ def test_sweep_copies_each_chain_with_negatives_per_value():
     assert [(p.method, p.neg_num, p.stage) for p in points] == [
         ("vanilla", None, "eval-vanilla"), ("nut", 0, "eval-nut-neg0"), ("nat", 0, "eval-nat-neg0"),
         ("nut", 50, "eval-nut-neg50"), ("nat", 50, "eval-nat-neg50")]
-    misstep.validate_recipe(expanded)  # the expanded recipe is a valid recipe
+    misstep.validate_recipe(expanded, plugins=misstep.get_plugins())  # the expanded recipe is a valid recipe
     assert data["stages"][2]["reformatter"]["use"] == "vanilla" and len(data["stages"]) == 13  # input untouched
 
 
 def test_sweep_picks_methods_and_says_what_is_missing():
-    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe()))
+    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe(), plugins=misstep.get_plugins()))
     _, points = expand(data, [10], ["nat"])
     assert [(p.method, p.neg_num) for p in points] == [("vanilla", None), ("nat", 10)]
     expanded, points = expand(data, [600], ["nat"])  # the recipe's own neg_num: its chain is the point

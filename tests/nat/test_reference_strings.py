@@ -124,8 +124,8 @@ def test_reference_sampling_takes_the_first_positives_and_draws_negatives_with_s
 def test_released_strategyqa_selection_and_prompts_are_the_references() -> None:
     """NAT's StrategyQA run (1000 positives, 500 negatives) picks the same trajectories and words them alike."""
     files = [SHARED / "strategyqa_gpt-3.5_positive.json", SHARED / "strategyqa_gpt-3.5_negative.json"]
-    source = NatTrajectories(NatTrajectories.Options(
-        paths=files, tasks=misstep.TaskRef(use="strategyqa", path=str(SHARED / "train.jsonl")).resolve()))
+    tasks = misstep.TaskRef(use="strategyqa", path=str(SHARED / "train.jsonl")).resolve(misstep.get_plugins())
+    source = NatTrajectories(NatTrajectories.Options(paths=files, tasks=tasks))
     nat = create("nat", hints="qa", pos_num=1000, neg_num=500, dedup=False)
     examples = list(nat.reformat(source.trajectories(), {}))
     positives, negatives = (json.loads(path.read_text()) for path in files)

@@ -152,7 +152,7 @@ def test_bad_options_are_reported_in_the_recipe(tmp_path):
         "  - {use: reformat, name: s, source: {use: trajectories, path: t.jsonl},"
         " reformatter: {use: nat, hints: {positive: same, negative: same}}}\n")
     with pytest.raises(RecipeError) as info:
-        load_recipe(recipe)
+        load_recipe(recipe, plugins=misstep.get_plugins())
     text = str(info.value)
     assert "unknown hint preset 'polite'; choose one of: math, qa, correct-incorrect, good-bad" in text
     assert "ascending order" in text
@@ -166,7 +166,7 @@ def test_reformat_stage_writes_the_summary(tmp_path, make_trajectory):
     recipe.write_text(
         f"name: r\nstages:\n  - use: reformat\n    source: {{use: trajectories, path: {store}}}\n"
         "    reformatter: {use: nat, hints: a-b}\n")
-    run = run_recipe(load_recipe(recipe), run_dir=tmp_path / "run", quiet=True)
+    run = run_recipe(load_recipe(recipe, plugins=misstep.get_plugins()), run_dir=tmp_path / "run", quiet=True)
     outputs = run.outputs["reformat"]
     assert outputs["count"] == 2 and outputs["reformatter"]["hints"]["positive"] == "[A]"
     summary = json.loads((tmp_path / "run" / outputs["summary"]["path"]).read_text())

@@ -46,7 +46,7 @@ def test_nat_strategyqa_recipe_on_a_tiny_model(tmp_path):
                       f"stages.train-{method}.gradient_accumulation=1", f"stages.train-{method}.max_length=1024"]
     for stage in ("eval-untrained", "eval-vanilla", "eval-nut", "eval-nat"):
         overrides += [f"stages.{stage}.max_turns=2", f"stages.{stage}.max_new_tokens=24"]
-    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-strategyqa.yaml", overrides)
+    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-strategyqa.yaml", overrides, plugins=misstep.get_plugins())
     run = misstep.run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)
 
     summary = json.loads((run.dir / "reformat-nat" / "summary.json").read_text())

@@ -24,7 +24,7 @@ def test_collect_with_calculate_and_numeric(tmp_path: Path) -> None:
             tools: [calculate]
             verifier: numeric
             temperatures: [0.0]
-        """)))
+        """)), plugins=misstep.get_plugins())
     run = misstep.run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)
     trajectories = list(misstep.read_jsonl(run.dir / "collect" / "trajectories.jsonl", misstep.Trajectory))
     assert len(trajectories) == 20

@@ -16,7 +16,7 @@ import pytest
 from misstep.errors import ComponentError
 from misstep.models import load_model
 from misstep.recipe import ModelSpec
-from misstep.stages import run_recipe
+from misstep.runner import run_recipe
 from misstep.training.checkpoints import checkpoint_problem, file_problem, last_complete_checkpoint
 
 from train_helpers import recipe, train_stage, write_examples
@@ -31,7 +31,7 @@ KILLED_AT_CHECKPOINT_4 = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     import transformers.modeling_utils as modeling
-    from misstep.stages import run_recipe
+    from misstep.runner import run_recipe
     from train_helpers import recipe, train_stage
 
     real_save = modeling.safe_save_file

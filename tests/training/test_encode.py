@@ -9,7 +9,8 @@ from transformers import AutoTokenizer
 
 from misstep.datamodel import Candidate, Example, Message, RankedExample, WeightSpan
 from misstep.errors import DataError
-from misstep.training.encode import IGNORE, encode_example, encode_ranked, render
+from misstep.training.encode import encode_example, encode_ranked, render
+from misstep.training.token_loss import IGNORE_INDEX as IGNORE
 
 TRAJECTORY = [
     Message(role="system", content="Solve a question answering task."),

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import misstep
 from misstep.datamodel import Trajectory
 from misstep.jsonl import read_jsonl
 from misstep.recipe import validate_recipe
-from misstep.stages import run_recipe
+from misstep.runner import run_recipe
 
 from train_helpers import train_stage, write_examples
 
@@ -31,7 +32,7 @@ def test_evaluate_a_lora_trained_model(tiny_model: Path, tmp_path: Path) -> None
             {"use": "evaluate", "model": "train", "tasks": [{"use": "jsonl", "path": str(tasks)}],
              "tools": ["calculate"], "verifier": "numeric", "max_turns": 1, "max_new_tokens": 4},
         ],
-    })
+    }, plugins=misstep.get_plugins())
     run = run_recipe(recipe, run_dir=tmp_path / "run", quiet=True)
     model = run.dir / "train" / "model"
     assert json.loads((model / "misstep.json").read_text())["reformatter"]["use"] == "nat"

@@ -16,7 +16,7 @@ import misstep
 from misstep.errors import MisstepError
 from misstep.models import load_model, trained_spec
 from misstep.recipe import ModelSpec
-from misstep.stages import run_recipe
+from misstep.runner import run_recipe
 
 from train_helpers import recipe, train_stage, write_examples
 

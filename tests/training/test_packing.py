@@ -11,7 +11,8 @@ import torch
 
 from misstep import Example, Message, PromptTemplate
 from misstep.training.encode import encode_example
-from misstep.training.packing import IGNORE_INDEX, collate_packed, collate_padded, model_inputs, pack_rows
+from misstep.training.packing import collate_packed, collate_padded, pack_rows
+from misstep.training.token_loss import IGNORE_INDEX, model_inputs
 
 @dataclass
 class Features:
@@ -101,13 +102,16 @@ def test_padded_layout() -> None:
     assert batch["labels"][1].tolist() == EXAMPLES[1].labels + [IGNORE_INDEX] * 11
     assert batch["weights"][1].tolist() == EXAMPLES[1].weights + [0.0] * 11
     assert batch["labels"][0].tolist() == EXAMPLES[0].labels
+    assert batch["example_index"][1].tolist() == [1] * 14 + [-1] * 11  # row r holds example r, padding none
+    assert [e.id for e in batch["examples"]] == ["0", "1"]  # plain features are known by their position
 
 
 def test_packed_layout_one_row() -> None:
     a, b = EXAMPLES[3], EXAMPLES[1]
     batch = collate_packed([a, b], max_tokens=22)
-    assert set(batch) == {"input_ids", "position_ids", "labels", "weights", "cu_seq_lens_q", "cu_seq_lens_k",
-                          "max_length_q", "max_length_k"}
+    assert set(batch) == {"input_ids", "position_ids", "labels", "weights", "example_index", "examples",
+                          "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k"}
+    assert batch["example_index"][0].tolist() == [0] * 8 + [1] * 14
     assert batch["input_ids"][0].tolist() == a.input_ids + b.input_ids
     assert batch["position_ids"][0].tolist() == list(range(8)) + list(range(14))
     # Example a is trained from its first token: that label is masked (nothing in the row predicts it).
@@ -136,6 +140,7 @@ def test_packed_rows_within_budget() -> None:
     last = batch["position_ids"][2].tolist()
     assert last == list(range(8)) + list(range(17)) + list(range(14))  # the padding restarts at 0
     assert batch["input_ids"][2, 25:].eq(1).all() and batch["labels"][2, 25:].eq(IGNORE_INDEX).all()
+    assert batch["example_index"][2].tolist() == [3] * 8 + [4] * 17 + [-1] * 14  # positions in the batch
     assert pack_rows([50, 3], max_tokens=40) == [[0], [1]]  # too long for the budget: a row of its own
 
 

@@ -11,7 +11,7 @@ from misstep import precision
 from misstep.backends.hf import HFBackend
 from misstep.errors import MisstepError
 from misstep.recipe import ModelSpec
-from misstep.stages import run_recipe
+from misstep.runner import run_recipe
 
 from train_helpers import recipe, train_stage, write_examples
 

@@ -10,7 +10,7 @@ import pytest
 from misstep.datamodel import Candidate, Message, RankedExample
 from misstep.errors import MisstepError
 from misstep.jsonl import write_jsonl
-from misstep.stages import run_recipe
+from misstep.runner import run_recipe
 
 from train_helpers import MESSAGES, recipe, train_stage
 

@@ -8,12 +8,18 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from misstep.builtin.losses import SFT, weighted_cross_entropy
+from misstep import aligned_cross_entropy
+from misstep.builtin.losses import SFT
 from misstep.datamodel import Example, Message, WeightSpan
 from misstep.training.encode import encode_example
 from misstep.training.packing import collate_packed, collate_padded
 
 from train_helpers import MESSAGES
+
+
+def weighted_cross_entropy(logits, labels, weights):
+    """The loss over a batch's unshifted labels: the logits at t predict the label at t + 1."""
+    return aligned_cross_entropy(logits[:, :-1], labels[:, 1:], weights[:, 1:])
 
 
 def test_weighted_cross_entropy_by_hand() -> None:

@@ -13,7 +13,7 @@ import misstep
 from misstep.errors import MisstepError, RecipeError
 from misstep.models import load_model, load_tokenizer, trained_spec
 from misstep.recipe import ModelSpec
-from misstep.stages import run_recipe
+from misstep.runner import run_recipe
 from misstep.training.encode import encode_example
 
 from train_helpers import MESSAGES, recipe, train_stage, write_examples

@@ -40,7 +40,7 @@ def recipe(model: Path | str, examples: Path, *stages: dict[str, Any], lora: dic
         model_spec["lora"] = lora
     data = {"name": "train-test", "model": model_spec,
             "stages": [{"use": "examples", "path": str(examples)}, *stages]}
-    return validate_recipe(data, plugins=plugins)
+    return validate_recipe(data, plugins=plugins or misstep.get_plugins())
 
 
 def train_stage(**options: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 import misstep
 from misstep.backends.hf import HFBackend
 from misstep_trice.prompts import StudentPrompt
-from misstep_trice.rank import PoolEntry
+from misstep_trice.stage2 import PoolEntry
 from misstep_trice.stage1 import Decision
 from trice_components import Scripted
 

@@ -59,7 +59,7 @@ def tiny_recipe(model: Path) -> dict:
 def test_the_recipe_runs_end_to_end_on_a_tiny_model(tiny_model: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MISSTEP_CACHE", str(tmp_path / "cache"))
-    recipe = validate_recipe(tiny_recipe(tiny_model), file=str(RECIPE))
+    recipe = validate_recipe(tiny_recipe(tiny_model), plugins=misstep.get_plugins(), file=str(RECIPE))
     names = [stage.label for stage in recipe.stages]
     assert names == ["train-tasks", "rationales", "baseline", "eval-baseline", "edit-1", "round-1", "eval-1",
                      "edit-2", "round-2", "eval-2", "edit-3", "round-3", "eval-3"]
@@ -121,7 +121,7 @@ def test_the_editing_source_resumes_after_a_crash(plugins: misstep.Plugins, tmp_
 
 def test_llm_verifier_and_improver_through_the_hf_backend(tiny_model: Path) -> None:
     """A tiny model's replies are nonsense: the loop rejects and counts them and never crashes."""
-    backend = misstep.BackendRef(use="hf", model={"path": str(tiny_model)}, device="cpu").resolve()
+    backend = misstep.BackendRef(use="hf", model={"path": str(tiny_model)}, device="cpu").resolve(misstep.get_plugins())
     verifier = LLMVerifier(LLMVerifier.Options(backend=backend, examples="", max_new_tokens=40))
     improver = LLMImprover(use="llm", backend=backend, examples="", max_new_tokens=60, temperature=0.0)
     tasks = list(ArithmeticTasks(ArithmeticTasks.Options(count=3, seed=1, **SMALL)).load())

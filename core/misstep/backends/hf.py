@@ -23,7 +23,7 @@ from misstep.components import Backend, Options, Sampling
 from misstep.datamodel import Message
 from misstep.errors import ComponentError
 from misstep.precision import Choice, choose, from_dtype
-from misstep.recipe import ModelSpec
+from misstep.specs import ModelSpec
 from misstep.training.encode import chat_messages
 
 

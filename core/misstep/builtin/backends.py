@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from misstep.backends.hf import HFBackend
 from misstep.backends.openai_compat import OpenAIBackend
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 
 
 @hookimpl
-def register_backends(register):  # type: ignore[no-untyped-def]
+def register_backends(register: Register) -> None:
     register(HFBackend)
     register(OpenAIBackend)

@@ -18,11 +18,12 @@ from misstep.builtin.stages import TasksStage, load_tasks
 from misstep.components import Stage
 from misstep.datamodel import Task
 from misstep.errors import DataError
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import write_jsonl
 from misstep.prompts import PromptTemplate
-from misstep.recipe import BackendRef, ModelSpec, ToolRef, VerifierRef
-from misstep.stages import StageContext
+from misstep.recipe import BackendRef, ToolRef, VerifierRef
+from misstep.specs import ModelSpec
+from misstep.context import StageContext
 
 
 class AgentOptions(TasksStage.Options):
@@ -145,5 +146,5 @@ class CollectStage(Stage["CollectStage.Options"]):
 
 
 @hookimpl
-def register_stages(register):  # type: ignore[no-untyped-def]
+def register_stages(register: Register) -> None:
     register(CollectStage)

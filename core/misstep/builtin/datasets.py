@@ -19,7 +19,7 @@ from misstep.builtin.verifiers import parse_number, yes_no
 from misstep.components import Options, TaskLoader
 from misstep.datamodel import Answer, Task
 from misstep.errors import DataError
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 
 
 class DatasetTasks(TaskLoader["DatasetTasks.Options"]):
@@ -136,6 +136,6 @@ LOADERS = (GSM8K, SVAMP, ASDiv, MultiArith, HotpotQA, StrategyQA)
 
 
 @hookimpl
-def register_tasks(register):  # type: ignore[no-untyped-def]
+def register_tasks(register: Register) -> None:
     for loader in LOADERS:
         register(loader)

@@ -22,30 +22,26 @@ from misstep.agent.store import trajectory_key
 from misstep.builtin.collect import AgentOptions, rollouts_for, run_agent, unique_tasks
 from misstep.builtin.stages import load_tasks
 from misstep.components import Stage
+from misstep.context import StageContext
 from misstep.datamodel import Trajectory
 from misstep.errors import ComponentError, RecipeError
-from misstep.hookspecs import hookimpl
-from misstep.jsonl import read_json, read_jsonl, read_text, write_jsonl
+from misstep.hookspecs import Register, hookimpl
+from misstep.jsonl import read_jsonl, read_text, write_jsonl
+from misstep.models import MODEL_INFO, model_info
 from misstep.plugins import Plugins, get_plugins
 from misstep.prompts import PRESETS
-from misstep.recipe import ModelSpec, ReformatterRef, StageInput, validate_recipe
-from misstep.stages import StageContext, run_recipe
+from misstep.recipe import ReformatterRef, StageInput, validate_recipe
+from misstep.runner import run_recipe
+from misstep.specs import ModelSpec
 from misstep.summary import save_metrics
-
-MODEL_INFO = "misstep.json"
 
 
 def stored_reformatter(model: ModelSpec, plugins: Plugins) -> tuple[PromptTransform, str] | None:
     """The inference prompt of the reformatter recorded in the model folder's ``misstep.json``, if any."""
-    info = Path(model.path) / MODEL_INFO
-    if not info.is_file():
-        return None
-    try:
-        spec = read_json(info).get("reformatter")
-    except AttributeError as error:
-        raise ComponentError(f"{info}: not a valid misstep model description ({error})") from None
+    spec = (model_info(model.path) or {}).get("reformatter")
     if not spec:
         return None
+    info = Path(model.path) / MODEL_INFO
     try:
         ref = ReformatterRef.model_validate(spec).resolve(plugins)
     except (RecipeError, ValueError) as error:
@@ -146,12 +142,11 @@ def register_commands(cli: click.Group) -> None:
             stage["backend"] = {"use": "openai", "base_url": base_url, "model": model}
         recipe = validate_recipe({"name": "eval", "model": {"path": model}, "stages": [stage]}, plugins=plugins,
                                  file="misstep eval")
-        run = run_recipe(recipe, run_dir=out, plugins=plugins, quiet=quiet)
-        outputs = run.outputs["evaluate"]
-        click.echo(read_text(run.dir / outputs["table"]["path"]))
-        click.echo(f"Metrics: {run.dir / outputs['metrics']['path']}")
+        run = run_recipe(recipe, run_dir=out, quiet=quiet)
+        click.echo(read_text(run.output("evaluate", "table")))
+        click.echo(f"Metrics: {run.output('evaluate', 'metrics')}")
 
 
 @hookimpl
-def register_stages(register):  # type: ignore[no-untyped-def]
+def register_stages(register: Register) -> None:
     register(EvaluateStage)

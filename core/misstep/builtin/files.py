@@ -8,10 +8,11 @@ from typing import Any
 
 from pydantic import Field
 
-from misstep.components import Options, TaskLoader, TrajectorySource
+from misstep import components
+from misstep.components import TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import AllowEmpty, iter_json_rows, read_jsonl, validate_record
 
 
@@ -20,7 +21,7 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
 
     name = "jsonl"
 
-    class Options(Options):
+    class Options(components.Options):
         path: Path
         question: str = Field(default="question", description="field holding the question")
         answer: str | None = Field(default="answer", description="field holding the gold answer")
@@ -57,7 +58,7 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
 
     name = "trajectories"
 
-    class Options(Options):
+    class Options(components.Options):
         path: Path
         allow_empty: AllowEmpty = False
 
@@ -66,10 +67,10 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
 
 
 @hookimpl
-def register_tasks(register):  # type: ignore[no-untyped-def]
+def register_tasks(register: Register) -> None:
     register(JsonlTasks)
 
 
 @hookimpl
-def register_sources(register):  # type: ignore[no-untyped-def]
+def register_sources(register: Register) -> None:
     register(TrajectoryFile)

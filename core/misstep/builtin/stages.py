@@ -10,15 +10,15 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from misstep.components import Options, Stage
+from misstep.components import Options, Reformatter, Stage
+from misstep.context import StageContext
 from misstep.datamodel import Task, Trajectory
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import read_jsonl, write_jsonl
-from misstep.recipe import ReformatterRef, SourceRef, StageInput, TaskRefs, dump_recipe
-from misstep.stages import StageContext
+from misstep.recipe import ReformatterRef, SourceRef, StageInput, TaskRef, TaskRefs, dump_recipe
 
 
-def load_tasks(refs: list[Any], *, limit: int | None = None, shuffle: bool = False, seed: int = 0) -> list[Task]:
+def load_tasks(refs: list[TaskRef], *, limit: int | None = None, shuffle: bool = False, seed: int = 0) -> list[Task]:
     """Tasks from several loaders, ids made unique per dataset, optionally shuffled and cut to ``limit``."""
     tasks: list[Task] = []
     for ref in refs:
@@ -69,26 +69,25 @@ class ReformatStage(Stage["ReformatStage.Options"]):
     def _trajectories(self, ctx: StageContext) -> Iterator[Trajectory]:
         if self.options.source is not None:
             yield from self.options.source.build().trajectories(ctx)
-        else:
+        elif self.options.trajectories is not None:  # the options hold exactly one of the two
             yield from read_jsonl(ctx.output(self.options.trajectories, "trajectories"), Trajectory)
 
     def _tasks(self, ctx: StageContext) -> dict[str, Task]:
         stage = self.options.tasks or self.options.trajectories
-        if stage is None or (self.options.tasks is None and "tasks" not in ctx.run.outputs.get(stage, {})):
+        if stage is None or (self.options.tasks is None and not ctx.has_output(stage, "tasks")):
             return {}
-        return {t.id: t for t in read_jsonl(ctx.output(stage, "tasks"), Task)}
+        return {t.id: t for t in ctx.read_tasks(stage)}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         tasks = self._tasks(ctx)
-        reformatter = self.options.reformatter.build()
+        reformatter: Reformatter[Any] = self.options.reformatter.build()
         path: Path = ctx.dir / "examples.jsonl"
         count = write_jsonl(path, reformatter.reformat(self._trajectories(ctx), tasks))
         ctx.log(f"{count} examples -> {path}")
         # the reformatter travels with the data so training can store it beside the model
         outputs: dict[str, Any] = {"examples": path, "count": count, "reformatter": dump_recipe(self.options.reformatter)}
-        report = getattr(reformatter, "report", None)  # optional: what the reformatter kept and dropped
-        if callable(report):
-            summary = report()
+        summary = reformatter.report()
+        if summary is not None:
             outputs["summary"] = ctx.dir / "summary.json"
             outputs["summary"].write_text(json.dumps(summary, indent=2))
             ctx.log(f"kept and dropped: {json.dumps(summary)}")
@@ -96,6 +95,6 @@ class ReformatStage(Stage["ReformatStage.Options"]):
 
 
 @hookimpl
-def register_stages(register):  # type: ignore[no-untyped-def]
+def register_stages(register: Register) -> None:
     register(TasksStage)
     register(ReformatStage)

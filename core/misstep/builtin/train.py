@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from misstep.components import Loss, Options, Stage
+from misstep.context import StageContext
 from misstep.datamodel import Example, RankedExample
 from misstep.errors import DataError, MisstepError
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import read_json, read_jsonl
 from misstep.models import (
     ALIASES,
@@ -29,8 +31,8 @@ from misstep.models import (
     trained_spec,
 )
 from misstep.precision import Choice, choose
-from misstep.recipe import LossRef, ModelSpec, StageInput, dump_recipe
-from misstep.stages import StageContext
+from misstep.recipe import LossRef, StageInput, dump_recipe
+from misstep.specs import ModelSpec
 
 DEEPSPEED_PRESETS: dict[str, dict[str, Any]] = {
     "zero2": {"zero_optimization": {"stage": 2}},
@@ -136,10 +138,11 @@ class TrainStage(Stage["TrainStage.Options"]):
                                f"set `max_length:` to at most {context}")
         tokenizer = load_tokenizer(model)
         kept = truncated = tokens = total = 0
+        kind: type[RankedExample] | type[Example] = RankedExample if ranked else Example
         with (ctx.dir / "dataset.jsonl").open("w", encoding="utf-8") as out:
-            for record in ctx.progress(read_jsonl(path, RankedExample if ranked else Example), desc="encoding"):
+            for record in ctx.progress(read_jsonl(path, kind), desc="encoding"):
                 total += 1
-                if ranked:
+                if isinstance(record, RankedExample):
                     features = encode_ranked(record, tokenizer, opts.max_length)
                     truncated += features is None
                     if features is None:
@@ -150,7 +153,8 @@ class TrainStage(Stage["TrainStage.Options"]):
                     encoded = encode_example(record, tokenizer, opts.max_length)
                     truncated += encoded.truncated
                     count = encoded.trained_tokens
-                    row = {"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights}
+                    row = {"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
+                           "example": asdict(encoded.example)}
                 if count == 0:
                     continue
                 out.write(json.dumps(row) + "\n")
@@ -184,7 +188,6 @@ class TrainStage(Stage["TrainStage.Options"]):
                                    f"({error}); set `packing: false`") from None
         deepspeed = _deepspeed_config(opts.deepspeed, ctx.dir)
         processes = opts.processes or (max(_device_count(), 1) if deepspeed else 1)
-        examples_stage = ctx.run.outputs.get(opts.examples, {})
         job = Job(
             dataset=ctx.dir / "dataset.jsonl",
             loss=dump_recipe(opts.loss),
@@ -192,7 +195,7 @@ class TrainStage(Stage["TrainStage.Options"]):
             lora=ctx.model.lora if model.adapter is None else None,
             checkpoints=ctx.dir / "checkpoints",
             output=ctx.dir / "model",
-            info={"base": _base(model), "reformatter": examples_stage.get("reformatter"),
+            info={"base": _base(model), "reformatter": ctx.output(opts.examples, "reformatter", None),
                   "loss": dump_recipe(opts.loss), "recipe": ctx.recipe.name, "stage": ctx.name},
             packing=packing,
             max_length=opts.max_length,
@@ -307,6 +310,6 @@ def _device_count() -> int:
 
 
 @hookimpl
-def register_stages(register):  # type: ignore[no-untyped-def]
+def register_stages(register: Register) -> None:
     register(ExamplesStage)
     register(TrainStage)

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from misstep.components import Options, Verifier
 from misstep.datamodel import Message, Task, Verdict
-from misstep.hookspecs import hookimpl
+from misstep.hookspecs import Register, hookimpl
 
 _EXPONENT = r"(?:[eE][-+]?\d{1,3})?"  # at most 3 digits: "1e999999999" must not build a huge integer
 _NUMBER = rf"[-+]?(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d*)?{_EXPONENT}|[-+]?\.\d+{_EXPONENT}"
@@ -93,7 +93,7 @@ class NumericVerifier(Verifier["NumericVerifier.Options"]):
         value = parse_number(prediction, last=self.options.last_number)
         if value is None:
             return Verdict(correct=False, prediction=prediction, feedback=f"no number in the answer {prediction!r}")
-        correct = abs(value - expected) <= self.options.tolerance * max(1, abs(expected))
+        correct = abs(value - expected) <= self.options.tolerance * max(Fraction(1), abs(expected))
         return Verdict(correct=correct, score=float(correct), prediction=prediction,
                        feedback=None if correct else f"expected {_show(expected)}, got {_show(value)}")
 
@@ -192,7 +192,7 @@ class YesNoVerifier(Verifier["YesNoVerifier.Options"]):
 
 
 @hookimpl
-def register_verifiers(register):  # type: ignore[no-untyped-def]
+def register_verifiers(register: Register) -> None:
     register(NumericVerifier)
     register(QAVerifier)
     register(YesNoVerifier)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from misstep.datamodel import Example, Message, RankedExample
 from misstep.errors import DataError, MisstepError
-
-IGNORE = -100
+from misstep.training.token_loss import IGNORE_INDEX, ExampleInfo
 
 
 @dataclass
@@ -30,16 +29,18 @@ class Encoded:
 
     ``weights`` is 0.0 exactly where ``labels`` is ``-100``. ``truncated`` says the conversation was
     longer than ``max_length``: it was cut there and the labels of the turn that was cut were dropped.
+    ``example`` is what a loss learns about the example (id, label, reward, metadata).
     """
 
     input_ids: list[int]
     labels: list[int]
     weights: list[float]
     truncated: bool
+    example: ExampleInfo = field(default_factory=ExampleInfo)
 
     @property
     def trained_tokens(self) -> int:
-        return sum(label != IGNORE for label in self.labels)
+        return sum(label != IGNORE_INDEX for label in self.labels)
 
 
 class RankedFeatures(TypedDict):
@@ -157,7 +158,7 @@ def _label(ids: list[int], offsets: list[tuple[int, int]], ranges: list[list[_Ra
     flat = sorted(((r, message) for message, rs in enumerate(ranges) for r in rs if r.end > r.start),
                   key=lambda pair: pair[0].start)
     starts = [r.start for r, _ in flat]
-    labels, weights, owners = [IGNORE] * len(ids), [0.0] * len(ids), [-1] * len(ids)
+    labels, weights, owners = [IGNORE_INDEX] * len(ids), [0.0] * len(ids), [-1] * len(ids)
     for t, (left, right) in enumerate(offsets):
         right = max(right, left + 1)  # zero-width offsets still name a character
         i = max(bisect.bisect_right(starts, left) - 1, 0)
@@ -169,7 +170,7 @@ def _label(ids: list[int], offsets: list[tuple[int, int]], ranges: list[list[_Ra
                 break
             i += 1
     if labels:
-        labels[0], weights[0], owners[0] = IGNORE, 0.0, -1
+        labels[0], weights[0], owners[0] = IGNORE_INDEX, 0.0, -1
     return labels, weights, owners
 
 
@@ -193,8 +194,8 @@ def encode_example(example: Example, tokenizer: Any, max_length: int) -> Encoded
         if cut >= 0:
             for t, owner in enumerate(owners):
                 if owner == cut:
-                    labels[t], weights[t] = IGNORE, 0.0
-    return Encoded(input_ids=ids, labels=labels, weights=weights, truncated=truncated)
+                    labels[t], weights[t] = IGNORE_INDEX, 0.0
+    return Encoded(input_ids=ids, labels=labels, weights=weights, truncated=truncated, example=ExampleInfo.of(example))
 
 
 def encode_ranked(example: RankedExample, tokenizer: Any, max_length: int) -> RankedFeatures | None:
@@ -224,7 +225,7 @@ def encode_ranked(example: RankedExample, tokenizer: Any, max_length: int) -> Ra
             labels, _, _ = _label([0, *ids], [(0, 0), *offsets], shifted)  # a dummy first token: never trained
             labels = labels[1:]
             candidate_ids.append(ids)
-            candidate_trained.append([label != IGNORE for label in labels])
+            candidate_trained.append([label != IGNORE_INDEX for label in labels])
     except MisstepError as error:
         raise DataError(f"ranked example {example.id!r}: {error}") from None
     if len(prompt_ids) + max(map(len, candidate_ids)) > max_length:

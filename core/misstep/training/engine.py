@@ -26,9 +26,10 @@ from misstep.components import Loss
 from misstep.errors import MisstepError
 from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
-from misstep.recipe import LoraSpec, LossRef, ModelSpec
+from misstep.specs import LoraSpec, ModelSpec
 from misstep.training.checkpoints import last_complete_checkpoint
 from misstep.training.encode import Encoded
+from misstep.training.token_loss import ExampleInfo
 
 RESULT = "result.json"
 
@@ -50,18 +51,13 @@ class Job(BaseModel):
     arguments: dict[str, Any]  # transformers TrainingArguments
 
 
-def build_loss(spec: dict[str, Any]) -> Loss[Any]:
-    """The loss component a job names (looked up in the installed plugins)."""
-    ref = LossRef.model_validate(spec).resolve()
-    return ref.build()  # type: ignore[no-any-return]
-
-
 def read_dataset(path: Path, ranked: bool) -> list[Any]:
     """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked ones."""
     rows = [row for _, row in iter_json_rows(path)]
     if ranked:
         return rows
-    return [Encoded(row["input_ids"], row["labels"], row["weights"], False) for row in rows]
+    return [Encoded(row["input_ids"], row["labels"], row["weights"], False, ExampleInfo(**row["example"]))
+            for row in rows]
 
 
 @dataclass
@@ -141,7 +137,7 @@ def _log_at_checkpoints() -> Any:
     """A callback that logs the loss at every checkpoint step, so a checkpoint's log history sums its steps."""
     from transformers import TrainerCallback
 
-    class LogAtCheckpoints(TrainerCallback):  # type: ignore[misc]
+    class LogAtCheckpoints(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             control.should_log = control.should_log or control.should_save
             return control
@@ -180,15 +176,12 @@ def cpu_deepspeed_state(job: Job) -> dict[str, Any]:
     return {"accelerator_config": {"use_configured_state": True}}
 
 
-def train(job: Job, loss: Loss[Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the job (in every process of a distributed launch); the main process saves the model.
-
-    ``loss`` defaults to the job's loss looked up in the installed plugins; ``log`` gets a line saying
-    which checkpoint the run resumes from and which incomplete ones it skipped.
-    """
+def train(job: Job, loss: Loss[Any], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the job with ``loss`` (the component ``job.loss`` names), in every process of a distributed
+    launch; the main process saves the model. ``log`` gets a line saying which checkpoint the run
+    resumes from and which incomplete ones it skipped."""
     from transformers import TrainingArguments, set_seed
 
-    loss = loss or build_loss(job.loss)
     try:
         arguments = TrainingArguments(output_dir=str(job.checkpoints), **job.arguments, **cpu_deepspeed_state(job))
     except ValueError as error:  # e.g. an unknown lr_scheduler

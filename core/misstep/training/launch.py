@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -34,7 +35,7 @@ def launch(job: Job, folder: Path, processes: int, *, quiet: bool = False) -> di
     log = folder / LOG
     with log.open("wb") as out, subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                                  stderr=subprocess.STDOUT) as process:
-        assert process.stdout is not None
+        assert isinstance(process.stdout, io.BufferedReader)
         while chunk := process.stdout.read1(4096):
             out.write(chunk)
             if not quiet:
@@ -44,7 +45,8 @@ def launch(job: Job, folder: Path, processes: int, *, quiet: bool = False) -> di
     if code != 0 or not (folder / RESULT).is_file():
         raise MisstepError(f"training with {processes} processes failed (exit code {code}): {_reason(log)}\n"
                            f"full output: {log}")
-    return read_json(folder / RESULT)  # type: ignore[no-any-return]
+    result: dict[str, Any] = read_json(folder / RESULT)
+    return result
 
 
 EXCEPTION = re.compile(r"^(?:\[rank\d+\]: )?(\w+(?:\.\w+)*(?:Error|Exception|Interrupt)\b.*)$")

@@ -1,8 +1,10 @@
 """Batches of encoded examples: right-padded rows, or padding-free packed rows.
 
 Both collators take encoded examples (anything with ``input_ids``, ``labels`` (-100 = masked) and
-``weights`` (0 where masked), e.g. :class:`misstep.training.encode.Encoded`) and return tensors with
-unshifted labels, as transformers' causal LMs expect.
+``weights`` (0 where masked), e.g. :class:`misstep.training.encode.Encoded`) and return the token
+batch :mod:`misstep.training.token_loss` describes: tensors with unshifted labels, as transformers'
+causal LMs expect, each token's ``example_index`` and the batch's ``examples`` (an example's
+:class:`~misstep.training.token_loss.ExampleInfo` is its ``example`` attribute where it has one).
 
 ``collate_packed`` concatenates examples into rows with ``position_ids`` restarting at 0 for each
 example and no ``attention_mask``. transformers (5.x) then detects the packed layout from the
@@ -15,26 +17,31 @@ label of every example is masked, so no token is trained to predict the next exa
 the loss over a packed batch equals the loss over the examples one by one.
 
 transformers looks for packing only when the forward pass has no cache: call the model with
-``use_cache=False`` (``model_inputs(batch)`` does), or the examples of a row silently attend to each
-other.
+``use_cache=False`` (:func:`misstep.model_inputs` does), or the examples of a row silently attend to
+each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
 
-IGNORE_INDEX = -100
+from misstep.training.token_loss import IGNORE_INDEX, ExampleInfo
 
 
 class Features(Protocol):
     """An encoded example: token ids with per-token labels and loss weights, all the same length."""
 
-    input_ids: Sequence[int]
-    labels: Sequence[int]
-    weights: Sequence[float]
+    @property
+    def input_ids(self) -> Sequence[int]: ...
+
+    @property
+    def labels(self) -> Sequence[int]: ...
+
+    @property
+    def weights(self) -> Sequence[float]: ...
 
 
 def _checked(features: Sequence[Features]) -> Sequence[Features]:
@@ -50,27 +57,39 @@ def _checked(features: Sequence[Features]) -> Sequence[Features]:
     return features
 
 
-def collate_padded(features: Sequence[Features], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad examples to the longest: ``input_ids``, ``attention_mask``, ``labels``, ``weights``.
+def _examples(features: Sequence[Features]) -> list[ExampleInfo]:
+    """Each feature's ``example`` (an :class:`ExampleInfo`), or one that knows only its position."""
+    return [getattr(feature, "example", None) or ExampleInfo(id=str(index)) for index, feature in enumerate(features)]
 
-    Padding carries ``pad_id``, attention 0, label -100 and weight 0.
+
+def _rows(shape: tuple[int, int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Empty rows: ``pad_id`` tokens, label -100, weight 0, no example (-1)."""
+    return {
+        "input_ids": torch.full(shape, pad_id, dtype=torch.long),
+        "labels": torch.full(shape, IGNORE_INDEX, dtype=torch.long),
+        "weights": torch.zeros(shape, dtype=torch.float32),
+        "example_index": torch.full(shape, -1, dtype=torch.long),
+    }
+
+
+def collate_padded(features: Sequence[Features], pad_id: int) -> dict[str, Any]:
+    """Right-pad examples to the longest: ``input_ids``, ``attention_mask``, ``labels``, ``weights``,
+    ``example_index`` (row r holds example r) and ``examples``.
+
+    Padding carries ``pad_id``, attention 0, label -100, weight 0 and example -1.
     """
     features = _checked(features)
     width = max(len(f.input_ids) for f in features)
     shape = (len(features), width)
-    batch = {
-        "input_ids": torch.full(shape, pad_id, dtype=torch.long),
-        "attention_mask": torch.zeros(shape, dtype=torch.long),
-        "labels": torch.full(shape, IGNORE_INDEX, dtype=torch.long),
-        "weights": torch.zeros(shape, dtype=torch.float32),
-    }
+    batch = _rows(shape, pad_id) | {"attention_mask": torch.zeros(shape, dtype=torch.long)}
     for row, feature in enumerate(features):
         length = len(feature.input_ids)
         batch["input_ids"][row, :length] = torch.tensor(feature.input_ids, dtype=torch.long)
         batch["attention_mask"][row, :length] = 1
         batch["labels"][row, :length] = torch.tensor(feature.labels, dtype=torch.long)
         batch["weights"][row, :length] = torch.tensor(feature.weights, dtype=torch.float32)
-    return batch
+        batch["example_index"][row, :length] = row
+    return batch | {"examples": _examples(features)}
 
 
 def pack_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
@@ -93,29 +112,25 @@ def pack_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 
 
 def collate_packed(features: Sequence[Features], *, max_tokens: int | None = None,
-                   pad_id: int = 0) -> dict[str, torch.Tensor | int]:
-    """Pack examples without padding: ``input_ids``, ``position_ids``, ``labels``, ``weights`` and
-    flash attention's ``cu_seq_lens_q/k``, ``max_length_q/k``.
+                   pad_id: int = 0) -> dict[str, Any]:
+    """Pack examples without padding: ``input_ids``, ``position_ids``, ``labels``, ``weights``,
+    ``example_index`` (the position in ``features`` of each token's example), ``examples`` and flash
+    attention's ``cu_seq_lens_q/k``, ``max_length_q/k``.
 
     Rows hold at most ``max_tokens`` tokens; by default as many as the batch's longest example, so a
     row costs sdpa and eager (which attend over the whole row under a mask) no more than a padded row,
     and a batch needs fewer rows than examples. A budget of at least the batch's total length gives
     one row and no padding at all: the layout for flash attention, whose varlen kernel only attends
     within each example. Shorter rows are filled with ``pad_id`` tokens that form a sequence of their
-    own (positions from 0, label -100, weight 0), which no real token attends to. Labels and weights
-    are copied token by token, except the first of each example, which is masked.
+    own (positions from 0, label -100, weight 0, example -1), which no real token attends to. Labels and
+    weights are copied token by token, except the first of each example, which is masked.
     """
     features = _checked(features)
     lengths = [len(f.input_ids) for f in features]
     rows = pack_rows(lengths, max_tokens or max(lengths))
     width = max(sum(len(features[i].input_ids) for i in row) for row in rows)
     shape = (len(rows), width)
-    batch = {
-        "input_ids": torch.full(shape, pad_id, dtype=torch.long),
-        "position_ids": torch.zeros(shape, dtype=torch.long),
-        "labels": torch.full(shape, IGNORE_INDEX, dtype=torch.long),
-        "weights": torch.zeros(shape, dtype=torch.float32),
-    }
+    batch = _rows(shape, pad_id) | {"position_ids": torch.zeros(shape, dtype=torch.long)}
     starts = []  # where each sequence (example or padding) begins in the flattened rows
     for r, row in enumerate(rows):
         start = 0
@@ -127,22 +142,12 @@ def collate_packed(features: Sequence[Features], *, max_tokens: int | None = Non
             batch["position_ids"][r, start:end] = torch.arange(end - start)
             batch["labels"][r, start + 1:end] = torch.tensor(feature.labels[1:], dtype=torch.long)
             batch["weights"][r, start + 1:end] = torch.tensor(feature.weights[1:], dtype=torch.float32)
+            batch["example_index"][r, start:end] = index
             start = end
         batch["position_ids"][r, start:] = torch.arange(width - start)
         if start < width:
             starts.append(r * width + start)
     bounds = torch.tensor([*starts, len(rows) * width], dtype=torch.int32)
     longest = int(bounds.diff().max())
-    return batch | {"cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": longest, "max_length_k": longest}
-
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
-                "max_length_k")
-
-
-def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of a causal LM's forward pass for a padded or packed batch.
-
-    ``use_cache=False`` is what lets transformers see packed rows (with a cache it skips the check).
-    """
-    return {key: batch[key] for key in MODEL_INPUTS if key in batch} | {"use_cache": False}
+    return batch | {"examples": _examples(features), "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds,
+                    "max_length_q": longest, "max_length_k": longest}

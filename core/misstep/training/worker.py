@@ -1,4 +1,7 @@
-"""The program each training process runs under torchrun: ``python -m misstep.training.worker JOB.json``."""
+"""The program each training process runs under torchrun: ``python -m misstep.training.worker JOB.json``.
+
+Each process builds its own plugin registry (the installed plugins) to build the job's loss.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import sys
 
 from misstep.errors import MisstepError
 from misstep.jsonl import read_text
+from misstep.plugins import Plugins
+from misstep.recipe import LossRef
 from misstep.training.engine import Job, train
 
 ERROR_PREFIX = "misstep: error: "
@@ -18,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m misstep.training.worker JOB.json", file=sys.stderr)
         return 2
     try:
-        train(Job.model_validate_json(read_text(args[0])), log=_log)
+        job = Job.model_validate_json(read_text(args[0]))
+        train(job, LossRef.model_validate(job.loss).resolve(Plugins()).build(), log=_log)
     except MisstepError as error:
         print(ERROR_PREFIX + str(error), file=sys.stderr, flush=True)
         return 1

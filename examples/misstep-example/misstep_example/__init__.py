@@ -43,10 +43,10 @@ class SameParity(misstep.Verifier):
 
 
 @misstep.hookimpl
-def register_tasks(register):
+def register_tasks(register: misstep.Register) -> None:
     register(TimesTable)
 
 
 @misstep.hookimpl
-def register_verifiers(register):
+def register_verifiers(register: misstep.Register) -> None:
     register(SameParity)

@@ -192,7 +192,7 @@ class ArithmeticWordProblems(misstep.TaskLoader["ArithmeticWordProblems.Options"
         split: Literal["train", "test"] = Field(
             default="train", description="train and test questions never overlap, whatever the seeds")
         test_share: float = Field(default=0.2, gt=0, lt=1, description="share of all questions that are test questions")
-        steps: list[Literal[1, 2]] = Field(default_factory=lambda: [1, 2], min_length=1,
+        steps: list[Literal[1, 2]] = Field(default=[1, 2], min_length=1,
                                            description="which problem sizes (calculations per problem)")
         dataset: str = "arithmetic"
 

@@ -57,11 +57,10 @@ def register(cli: click.Group) -> None:
         pretrained = [f"stages.student.model={model}", *(f"stages.train-{method}.learning_rate={PRETRAINED_LR}"
                                                           for method in ("vanilla", "nut", "nat"))]
         sets = [*(pretrained if model else []), *overrides]
-        recipe = misstep.load_recipe(quickstart_recipe(), sets)
+        recipe = misstep.load_recipe(quickstart_recipe(), sets, plugins=misstep.get_plugins())
         run = misstep.run_recipe(recipe, run_dir=run_dir, force=force, quiet=quiet)
-        outputs = run.outputs["compare"]
-        click.echo(misstep.read_text(run.dir / outputs["table"]["path"]))
-        click.echo(f"Plot: {run.dir / outputs['plot']['path']}")
+        click.echo(misstep.read_text(run.output("compare", "table")))
+        click.echo(f"Plot: {run.output('compare', 'plot')}")
         click.echo(f"Everything is in {run.dir} ({time.time() - started:.0f} s).")
 
     @cli.command("sweep")
@@ -82,12 +81,13 @@ def register(cli: click.Group) -> None:
         reformatter takes neg_num is run once per value. Writes sweep.csv, sweep.md and sweep.png.
         """
         values = _values(neg_nums)
-        base = misstep.load_recipe(recipe or quickstart_recipe(), overrides)
+        plugins = misstep.get_plugins()
+        base = misstep.load_recipe(recipe or quickstart_recipe(), overrides, plugins=plugins)
         data, points = expand(misstep.dump_recipe(base), values,
                               [m.strip() for m in methods.split(",") if m.strip()] if methods else None)
         data["name"] = f"{base.name}-sweep"
         data["run_dir"] = None  # runs/<name>-sweep unless --run-dir
-        expanded = misstep.validate_recipe(data, file=f"{recipe or QUICKSTART} (sweep)")
+        expanded = misstep.validate_recipe(data, plugins=plugins, file=f"{recipe or QUICKSTART} (sweep)")
         run = misstep.run_recipe(expanded, run_dir=run_dir, quiet=quiet)
         report = write_report(collect_points(run, points, data), run.dir, f"{base.name}: accuracy vs negatives")
         click.echo(misstep.read_text(report["table"]))

@@ -17,8 +17,6 @@ from typing import Annotated, Any
 import misstep
 from pydantic import Field, model_validator
 
-MODEL_INFO = "misstep.json"
-
 
 @dataclass
 class Row:
@@ -170,12 +168,6 @@ class Compare(misstep.Stage["Compare.Options"]):
 
 def _trained_examples(ctx: misstep.StageContext, model: str | None) -> int | None:
     """How many examples the model was trained on, when a train stage of this run made it."""
-    info = Path(model or "") / MODEL_INFO
-    if not model or not info.is_file():
-        return None
-    try:
-        stage = misstep.read_json(info).get("stage")
-    except (misstep.DataError, AttributeError):
-        return None
-    examples = ctx.run.outputs.get(stage, {}).get("examples") if isinstance(stage, str) else None
+    stage = (misstep.model_info(model) or {}).get("stage") if model else None
+    examples = ctx.output(stage, "examples", None) if isinstance(stage, str) else None
     return examples if isinstance(examples, int) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import misstep
 
 from misstep_nat import commands, corpus
@@ -14,33 +15,33 @@ from misstep_nat.teacher import ScriptedTeacher
 
 
 @misstep.hookimpl
-def register_reformatters(register):  # type: ignore[no-untyped-def]
+def register_reformatters(register: misstep.Register) -> None:
     for reformatter in REFORMATTERS:
         register(reformatter)
 
 
 @misstep.hookimpl
-def register_tasks(register):  # type: ignore[no-untyped-def]
+def register_tasks(register: misstep.Register) -> None:
     register(ArithmeticWordProblems)
 
 
 @misstep.hookimpl
-def register_backends(register):  # type: ignore[no-untyped-def]
+def register_backends(register: misstep.Register) -> None:
     register(ScriptedTeacher)
 
 
 @misstep.hookimpl
-def register_sources(register):  # type: ignore[no-untyped-def]
+def register_sources(register: misstep.Register) -> None:
     register(NatTrajectories)
 
 
 @misstep.hookimpl
-def register_stages(register):  # type: ignore[no-untyped-def]
+def register_stages(register: misstep.Register) -> None:
     register(Student)
     register(Compare)
 
 
 @misstep.hookimpl
-def register_commands(cli):  # type: ignore[no-untyped-def]
+def register_commands(cli: click.Group) -> None:
     commands.register(cli)
     corpus.register(cli)

@@ -95,6 +95,7 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
             yield misstep.Example(
                 id=trajectory.id,
                 messages=[*self.hinted(prompt, candidate.cls), *trajectory.messages[trajectory.prompt_len:]],
+                label=candidate.group,
                 metadata={
                     "task_id": trajectory.task_id,
                     "label": candidate.group,
@@ -134,7 +135,8 @@ class Nut(Vanilla):
     """NUT (negative-unaware training): positives and negatives, no hint."""
 
     name = "nut"
-    Options = NutOptions  # type: ignore[assignment]
+    Options = NutOptions
+    options: NutOptions
 
     def classify(self, trajectory: misstep.Trajectory) -> tuple[str, str] | str:
         label = trajectory.label
@@ -160,7 +162,8 @@ class Nat(Nut):
     """NAT (negative-aware training): positives and negatives, each with a hint saying which it is."""
 
     name = "nat"
-    Options = NatOptions  # type: ignore[assignment]
+    Options = NatOptions
+    options: NatOptions
 
     @property
     def hints(self) -> HintSet:
@@ -197,7 +200,8 @@ class NatK(Nut):
     """NAT-k: a hint per class of a verdict metric (F1 by default); the top class counts as positive."""
 
     name = "nat-k"
-    Options = NatKOptions  # type: ignore[assignment]
+    Options = NatKOptions
+    options: NatKOptions
 
     def classify(self, trajectory: misstep.Trajectory) -> tuple[str, str] | str:
         metric = self.options.metric

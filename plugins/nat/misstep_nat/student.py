@@ -77,9 +77,11 @@ class Student(misstep.Stage["Student.Options"]):
         stage = self.options.corpus
         if stage is None:
             return None
-        outputs = ctx.run.outputs.get(stage, {})
-        key, kind = ("trajectories", misstep.Trajectory) if "trajectories" in outputs else ("tasks", misstep.Task)
-        records = list(misstep.read_jsonl(ctx.output(stage, key), kind))
+        records: list[misstep.Trajectory] | list[misstep.Task]
+        if ctx.has_output(stage, "trajectories"):
+            key, records = "trajectories", list(misstep.read_jsonl(ctx.output(stage, "trajectories"), misstep.Trajectory))
+        else:
+            key, records = "tasks", ctx.read_tasks(stage)
         lines = [text for record in records for text in record_text(record)]
         if not lines:
             raise misstep.ComponentError(f"student: the {key} of stage {stage!r} hold no text to train a tokenizer on")

@@ -102,19 +102,18 @@ def expand(data: dict[str, Any], values: list[int], methods: list[str] | None) -
     return data, points
 
 
-def collect_points(run: Any, points: list[Point], data: dict[str, Any]) -> list[Point]:
+def collect_points(run: misstep.Run, points: list[Point], data: dict[str, Any]) -> list[Point]:
     """Fill each point's metrics from the finished run (what ``run_recipe`` returned), and the examples its reformat stage kept."""
     by_label = {_label(s): s for s in data["stages"]}
     for point in points:
-        outputs = run.outputs[point.stage]
-        point.accuracy = float(outputs["accuracy"])
-        point.action_error_rate = float(outputs["action_error_rate"])
-        point.avg_turns = float(outputs["avg_turns"])
-        point.count = int(outputs["count"])
+        point.accuracy = float(run.output(point.stage, "accuracy"))
+        point.action_error_rate = float(run.output(point.stage, "action_error_rate"))
+        point.avg_turns = float(run.output(point.stage, "avg_turns"))
+        point.count = int(run.output(point.stage, "count"))
         train = by_label.get(str(by_label[point.stage].get("model")), {})
-        summary = run.outputs.get(str(train.get("examples")), {}).get("summary")
-        if isinstance(summary, dict) and "path" in summary:
-            kept = misstep.read_json(run.dir / summary["path"]).get("kept", {})
+        summary = run.output(str(train.get("examples")), "summary", None)
+        if summary is not None:
+            kept = misstep.read_json(summary).get("kept", {})
             point.positives, point.negatives = kept.get("positive"), kept.get("negative")
     return points
 

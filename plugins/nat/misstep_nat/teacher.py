@@ -12,6 +12,7 @@ The choice depends only on the sampling seed, the temperature, the question and 
 from __future__ import annotations
 
 import random
+import typing
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Literal
@@ -63,8 +64,7 @@ class ScriptedTeacher(misstep.Backend["ScriptedTeacher.Options"]):
         error_rate: float = Field(default=0.05, ge=0, le=1, description="chance of a mistake per turn at temperature 0")
         error_slope: float = Field(default=0.35, ge=0, description="added chance per unit of temperature")
         errors: dict[ErrorKind, float] = Field(
-            default_factory=lambda: {"wrong-operation": 1.0, "wrong-operand": 1.0, "copying": 1.0,
-                                     "premature-finish": 1.0},
+            default_factory=lambda: dict.fromkeys(typing.get_args(ErrorKind), 1.0),
             description="relative weight of each kind of mistake")
         seed: int = Field(default=0, description="used when a request carries no seed")
 

@@ -9,7 +9,7 @@ from misstep_tools.search import Search
 
 
 @misstep.hookimpl
-def register_tools(register):  # type: ignore[no-untyped-def]
+def register_tools(register: misstep.Register) -> None:
     register(Calculate)
     register(Calculator)
     register(Search)

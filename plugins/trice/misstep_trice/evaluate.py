@@ -110,7 +110,7 @@ class TriceEvaluate(misstep.Stage["TriceEvaluate.Options"]):
 
 
 def _limited(tasks: Any, limit: int | None) -> list[misstep.Task]:
-    out = []
+    out: list[misstep.Task] = []
     for task in tasks:
         if limit is not None and len(out) >= limit:
             break

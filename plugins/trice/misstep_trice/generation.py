@@ -15,6 +15,3 @@ def generate(ctx: misstep.StageContext, backend: misstep.Backend, conversations:
         replies = backend.generate_n(conversations[start : start + batch_size], sampling[start : start + batch_size], n)
         yield [text for group in replies for text in group]
 
-
-def read_tasks(ctx: misstep.StageContext, stage: str) -> list[misstep.Task]:
-    return list(misstep.read_jsonl(ctx.output(stage, "tasks"), misstep.Task))

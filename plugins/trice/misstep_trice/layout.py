@@ -68,26 +68,26 @@ def collate(features: Sequence[Features], *, shared: bool = True) -> dict[str, t
     length = max(len(ids) for ids, _, _ in rows)
     input_ids = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
     position_ids = torch.zeros((len(rows), length), dtype=torch.long)
-    group = torch.full((len(rows), length), PAD, dtype=torch.long)
+    group_ids = torch.full((len(rows), length), PAD, dtype=torch.long)
     for r, (ids, pos, groups) in enumerate(rows):
         input_ids[r, : len(ids)] = torch.tensor(ids)
         position_ids[r, : len(pos)] = torch.tensor(pos)
-        group[r, : len(groups)] = torch.tensor(groups)
+        group_ids[r, : len(groups)] = torch.tensor(groups)
     rewards = torch.zeros((len(features), most))
     for query, feature in enumerate(features):
         rewards[query, : len(feature["rewards"])] = torch.tensor(feature["rewards"], dtype=torch.float)
-    token = torch.tensor(tokens, dtype=torch.long).reshape(-1, 4)
+    table = torch.tensor(tokens, dtype=torch.long).reshape(-1, 4)
     # a candidate takes part only when it has trained tokens (padding slots and empty candidates do not)
-    valid = torch.bincount(token[:, 3], minlength=len(features) * most).view(len(features), most) > 0
+    valid = torch.bincount(table[:, 3], minlength=len(features) * most).view(len(features), most) > 0
     return {
         "input_ids": input_ids,
         "prompt_width": torch.tensor(width),
         "position_ids": position_ids,
-        "attention_mask": attention_mask(group),
-        "token_row": token[:, 0],
-        "token_column": token[:, 1],
-        "token_id": token[:, 2],
-        "token_candidate": token[:, 3],
+        "attention_mask": attention_mask(group_ids),
+        "token_row": table[:, 0],
+        "token_column": table[:, 1],
+        "token_id": table[:, 2],
+        "token_candidate": table[:, 3],
         "rewards": rewards,
         "valid": valid,
     }

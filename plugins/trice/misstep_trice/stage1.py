@@ -11,6 +11,7 @@ whose argument merely restates the gold answer it was shown (``calculator(72)``)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import misstep
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from misstep_trice.answers import states_answer
 from misstep_trice.execution import build_tools, execute
-from misstep_trice.generation import generate, read_tasks
+from misstep_trice.generation import generate
 from misstep_trice.prompts import StudentPrompt, TeacherPrompt
 
 Outcome = Literal["student", "teacher", "no-call", "wrong-call", "leaked-answer"]
@@ -62,7 +63,7 @@ class Stage1(misstep.Stage["Stage1.Options"]):
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         opts = self.options
-        tasks = read_tasks(ctx, opts.tasks)
+        tasks = ctx.read_tasks(opts.tasks)
         path = ctx.dir / "decisions.jsonl"
         with misstep.JsonlAppender(path) as appender:
             done = {d.task_id for d in misstep.read_jsonl(path, Decision)}
@@ -95,7 +96,7 @@ class Stage1(misstep.Stage["Stage1.Options"]):
             "outcomes": dict(outcomes),
         }
 
-    def _decide(self, ctx: misstep.StageContext, tasks: list[misstep.Task]):  # type: ignore[no-untyped-def]
+    def _decide(self, ctx: misstep.StageContext, tasks: list[misstep.Task]) -> Iterator[Decision]:
         opts = self.options
         verifier = opts.verifier.build()
         tools = build_tools(opts.tools)

@@ -8,6 +8,7 @@ write the rest).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,12 +43,12 @@ def verify(machine: Machine, steps: list[Step]) -> Feedback:
     return Feedback(error_step=None, last_correct=last)
 
 
-def complete(machine: Machine, prefix: list[Step] = ()) -> list[Step]:  # type: ignore[assignment]
+def complete(machine: Machine, prefix: Sequence[Step] = ()) -> list[Step]:
     """``prefix`` (steps the machine accepts) followed by the correct remaining steps."""
     steps = list(prefix)
-    for step in steps:
-        if machine.check(step) is not None:
-            raise ValueError(f"step ({step.id}) of the prefix is not correct")
+    for given in steps:
+        if machine.check(given) is not None:
+            raise ValueError(f"step ({given.id}) of the prefix is not correct")
     while (step := machine.expect()) is not None:
         problem = machine.check(step)
         if problem is not None:  # the machine must accept what it writes

@@ -27,7 +27,6 @@ import misstep
 from pydantic import Field, field_validator
 
 from misstep_tripost.families import FAMILIES, family_of
-from misstep_tripost.source import read_tasks
 from misstep_tripost.text import (
     FEEDBACK,
     correct_feedback,
@@ -159,7 +158,7 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
         examples = [
             misstep.Example(id=item.id, messages=[misstep.Message(role="user", content=item.question),
                                                   weighted(item.text, weight if item.weighted else 1.0)],
-                            metadata={"kind": kind})
+                            label=kind, metadata={"kind": kind})
             for kind, items in (("improvement", improvement), ("non_improvement", non_improvement), ("gold", gold))
             for item in items
         ]
@@ -185,7 +184,7 @@ class RationalesStage(misstep.Stage["RationalesStage.Options"]):
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         examples = []
         missing = 0
-        for task in read_tasks(ctx, self.options.tasks):
+        for task in ctx.read_tasks(self.options.tasks):
             text = gold_text(task, feedback=self.options.feedback)
             if text is None:
                 missing += 1

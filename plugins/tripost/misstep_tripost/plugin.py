@@ -12,29 +12,29 @@ from misstep_tripost.verifiers import LLMVerifier, ScriptedVerifier
 
 
 @misstep.hookimpl
-def register_tasks(register):  # type: ignore[no-untyped-def]
+def register_tasks(register: misstep.Register) -> None:
     register(ArithmeticTasks)
     register(SortingTasks)
     register(TriPosTFile)
 
 
 @misstep.hookimpl
-def register_verifiers(register):  # type: ignore[no-untyped-def]
+def register_verifiers(register: misstep.Register) -> None:
     register(ScriptedVerifier)
     register(LLMVerifier)
 
 
 @misstep.hookimpl
-def register_sources(register):  # type: ignore[no-untyped-def]
+def register_sources(register: misstep.Register) -> None:
     register(EditSource)
 
 
 @misstep.hookimpl
-def register_reformatters(register):  # type: ignore[no-untyped-def]
+def register_reformatters(register: misstep.Register) -> None:
     register(TriPosTReformatter)
 
 
 @misstep.hookimpl
-def register_stages(register):  # type: ignore[no-untyped-def]
+def register_stages(register: misstep.Register) -> None:
     register(RationalesStage)
     register(EvaluateStage)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import misstep
 from pydantic import Field
@@ -39,10 +38,6 @@ def critic_for(verifier: misstep.Verifier) -> Critic:
         return [parse_feedback(v.feedback) if v.feedback else None for v in verdicts]
 
     return critique
-
-
-def read_tasks(ctx: misstep.StageContext, stage: str) -> list[misstep.Task]:
-    return list(misstep.read_jsonl(Path(ctx.output(stage, "tasks")), misstep.Task))
 
 
 def edit_trajectory(edit: Edit, sample: int, model: str, temperature: float) -> misstep.Trajectory:
@@ -91,7 +86,7 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
 
     def trajectories(self, ctx: misstep.StageContext) -> Iterator[misstep.Trajectory]:
         opts = self.options
-        tasks = read_tasks(ctx, opts.tasks)[opts.start: None if opts.count is None else opts.start + opts.count]
+        tasks = ctx.read_tasks(opts.tasks)[opts.start: None if opts.count is None else opts.start + opts.count]
         path = ctx.dir / "edits.jsonl"
         appender = misstep.JsonlAppender(path)
         try:
@@ -119,7 +114,7 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
                                              seed=zlib.crc32(f"{ctx.seed}-{task.id}-{sample}".encode()))
                             for task, sample in chunk]
                 replies = backend.generate(conversations, sampling)
-                edits = edit_replies([task for task, _ in chunk], replies, critic, opts.improver.improve,  # type: ignore[arg-type]
+                edits = edit_replies([task for task, _ in chunk], replies, critic, opts.improver.improve,
                                      max_updates=opts.max_updates, max_attempt_words=opts.max_attempt_words,
                                      retry_rejected=opts.retry_rejected)
                 for edit, (_, sample) in zip(edits, chunk):

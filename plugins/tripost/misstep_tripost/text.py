@@ -14,6 +14,7 @@ One interaction (the assistant's side; the question is the user turn ``Q: <quest
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 FINAL = "Final response"
@@ -179,7 +180,7 @@ def answer_header(info: str, *, updated: bool = False) -> str:
     return f"{label} Let's think step by step." + (f" {info}" if info else "")
 
 
-def render_interaction(info: str, attempts: list[list[Step]], feedbacks: list[Feedback | str | None]) -> str:
+def render_interaction(info: str, attempts: list[list[Step]], feedbacks: Sequence[Feedback | str | None]) -> str:
     """The assistant text of attempts each followed by its feedback (a missing last feedback is left out)."""
     lines = []
     for index, steps in enumerate(attempts):

@@ -23,7 +23,7 @@ import misstep
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from misstep_trice.execution import build_tools, execute
-from misstep_trice.generation import generate, read_tasks
+from misstep_trice.generation import generate
 from misstep_trice.prompts import Shot, StudentPrompt
 from misstep_trice.ranking import SCHEMES, Judged
 
@@ -118,7 +118,7 @@ class RankStage(misstep.Stage["RankStage.Options"]):
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         opts = self.options
-        tasks = read_tasks(ctx, opts.tasks)
+        tasks = ctx.read_tasks(opts.tasks)
         pools: dict[str, list[PoolEntry]] = defaultdict(list)
         for number, source in enumerate(opts.sources):
             for entry in self._pool(ctx, number, source, tasks):
