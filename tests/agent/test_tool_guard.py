@@ -88,3 +88,10 @@ def test_outside_the_main_thread_everything_is_an_observation() -> None:
     thread.start()
     thread.join()
     assert observations == ["Error: tool 'broken' failed: KeyboardInterrupt: raised by the tool"]
+
+
+def test_trice_responses_run_their_call_under_the_same_guard() -> None:
+    from misstep_trice.execution import execute
+
+    execution = execute("broken(exit)", {"broken": Broken()})
+    assert execution.used_tool and execution.answer == "Error: tool 'broken' failed: SystemExit: 3"
