@@ -61,6 +61,7 @@ STASH = GPU / "stash"        # on the GPU machine: kept between calls while it i
 CALL_LIMIT = 64 * 2**20      # bytes one device call carries: working tree + carried paths
 MARGIN = 2 * 2**20           # room left for files added to the checkout after --prepare
 PART = "model.part{}"
+GRACE = 10                   # seconds a stopped command gets between SIGTERM and SIGKILL
 
 # What the GPU machine's image lacks (device docs: KINDS.md), as the versions installed here.
 WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions", "rank-bm25",
@@ -329,7 +330,7 @@ def assemble_model(gpu: Path = GPU) -> tuple[Path | None, str]:
 
 @dataclass
 class Check:
-    """What every step needs: mode, folders, model, interpreter, environment, deadline and log."""
+    """What every step needs: mode, sizes, folders, model, environment, what imports, deadline and log."""
 
     smoke: bool
     sizes: Sizes
@@ -388,13 +389,12 @@ def run(check: Check, command: list[str], limit: float) -> Ran:
     except subprocess.TimeoutExpired:
         timed_out = True
         check.log(f"  ... stopped after {limit:.0f} s (the step's time limit)")
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the whole process group: its children too
             try:
                 os.killpg(process.pid, sig)
-                process.wait(timeout=grace)
-                break
+                process.wait(timeout=GRACE)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+                pass
     reader.join(timeout=5)
     code = process.returncode if not timed_out else None
     return Ran(command, code, time.monotonic() - started, timed_out, "".join(tail)[-4000:])
@@ -516,9 +516,8 @@ STEPS: dict[str, tuple[str, Callable[[Check, float], dict[str, Any] | str]]] = {
 
 def run_step(check: Check, key: str) -> dict[str, Any]:
     title, function = STEPS[key]
-    limit = check.sizes.limits[key]
-    left = check.left() - 5
-    limit = left if limit is None else min(limit, left)
+    planned, left = check.sizes.limits[key], check.left() - 2 * GRACE
+    limit = left if planned is None else min(planned, left)
     check.log(f"\n=== step {key}: {title} ({limit:.0f} s at most, {check.left():.0f} s left) ===")
     started = time.monotonic()
     if limit < 15:
@@ -580,8 +579,11 @@ PROBED = ("torch", "transformers", "peft", "accelerate", "pydantic", "trl", "dat
 
 
 def probe(check: Check) -> dict[str, Any]:
+    """Versions of what the steps import (or why not), the GPU's name and the Python version."""
     done = subprocess.run([sys.executable, "-c", PROBE, *PROBED], cwd=ROOT, env=check.env, capture_output=True,
                           text=True)
+    if done.returncode:
+        raise SystemExit(f"probing the packages failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -674,13 +676,16 @@ def choose_model(check: Check, requested: str | None, notes: list[str]) -> None:
         raise SystemExit(f"no model: {how}; and no {skeleton} either (carry .gpu/2) - or pass --model PATH")
     target = STASH / "smollm2-random"
     if not (target / "config.json").is_file():
-        subprocess.run([sys.executable, "-c", RANDOM_MODEL, str(skeleton), str(target)], cwd=ROOT, env=check.env,
-                       check=True)
+        done = subprocess.run([sys.executable, "-c", RANDOM_MODEL, str(skeleton), str(target)], cwd=ROOT,
+                              env=check.env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"no model: {how}; and building a random one failed: {done.stderr.strip()[-2000:]}")
     check.model, check.weights = str(target), f"random ({how})"
 
 
-def setup(check: Check, requested_model: str | None) -> dict[str, Any]:
-    notes: list[str] = []
+def setup(check: Check, requested_model: str | None, summary: dict[str, Any]) -> None:
+    """Unpack, install and probe; choose the model. What it finds goes into ``summary`` as it goes."""
+    notes: list[str] = summary["notes"]
     started = time.monotonic()
     if not check.smoke:
         archive = GPU / "2" / "data.tar.gz"
@@ -695,21 +700,19 @@ def setup(check: Check, requested_model: str | None) -> dict[str, Any]:
         install(check, Path(tempfile.gettempdir()) / "misstep-gpu-check-site", notes)
     probed = probe(check)
     check.have, check.cuda = probed["have"], probed["cuda"]
+    summary.update(python=probed["python"], gpu=check.cuda or None, packages=check.have)
     broken = [name for name in ("torch", "transformers", "pydantic", *MODULES) if not check.ok(name)]
     if broken:
         raise SystemExit("cannot import " + "; ".join(f"{name} ({check.have[name]})" for name in broken))
     if not check.smoke and not check.cuda:
         raise SystemExit("no CUDA GPU here: the full check measures GPU figures; use --smoke on a CPU")
     choose_model(check, requested_model, notes)
-    return {"mode": "smoke" if check.smoke else "full", "python": probed["python"], "gpu": check.cuda or None,
-            "packages": check.have, "model": check.model, "weights": check.weights, "data": str(check.data),
-            "work": str(check.work), "notes": notes, "setup_seconds": round(time.monotonic() - started, 1),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "platform": platform.platform()}
+    summary.update(model=check.model, weights=check.weights, setup_seconds=round(time.monotonic() - started, 1))
 
 
 def check_run(args: argparse.Namespace) -> int:
+    """Set up, then run the steps; 0 when every step ran (or was skipped for a stated reason)."""
     started = time.monotonic()
-    sizes = SMOKE if args.smoke else FULL
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     temporary = args.smoke and args.work is None
@@ -720,23 +723,32 @@ def check_run(args: argparse.Namespace) -> int:
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     if not args.smoke:
         env["MISSTEP_CACHE"] = str(STASH / "cache")
+    sizes = SMOKE if args.smoke else FULL
     check = Check(smoke=args.smoke, sizes=sizes, out=out, work=work, data=data.resolve(), log=Log(out / "gpu_check.log"),
                   deadline=started + (args.seconds or sizes.seconds), env=env)
+    summary: dict[str, Any] = {"mode": "smoke" if args.smoke else "full", "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                               "platform": platform.platform(), "data": str(check.data), "work": str(work), "notes": []}
     try:
-        summary = setup(check, args.model)
+        try:
+            setup(check, args.model, summary)
+        except SystemExit as error:
+            summary["error"] = str(error)
         check.log(json.dumps(summary, indent=2))
         write_json(out / "setup.json", summary)
+        if "error" in summary:
+            check.log(f"gpu_check: {summary['error']}")
+            return 2
         records = [run_step(check, key) for key in ORDER if key in args.steps]
-        summary["total_seconds"] = round(time.monotonic() - started, 1)
-        write_json(out / "setup.json", summary)
-        check.log(f"\nGPU check ({summary['mode']}, {check.cuda or 'CPU'}, weights: {check.weights}) in "
-                  f"{summary['total_seconds']} s; one JSON per step in {out}:")
-        for record in records:
-            check.log(f"  {record['step']} {record['status']:>9} {record['seconds']:>6} s  {headline(record)}")
-        return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
+    summary["total_seconds"] = round(time.monotonic() - started, 1)
+    write_json(out / "setup.json", summary)
+    check.log(f"\nGPU check ({summary['mode']}, {check.cuda or 'CPU'}, weights: {check.weights}) in "
+              f"{summary['total_seconds']} s; one JSON per step in {out}:")
+    for record in records:
+        check.log(f"  {record['step']} {record['status']:>9} {record['seconds']:>6} s  {headline(record)}")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in records) else 1
 
 
 def main() -> int:
