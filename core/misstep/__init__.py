@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from misstep.agent.loop import observe
     from misstep.components import (
         Backend,
         Component,
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
 
 # public name -> the module that defines it (a test checks this against the imports above)
 _EXPORTS = {
+    "observe": "misstep.agent.loop",
     **dict.fromkeys(["Backend", "Component", "Loss", "LossOutput", "Options", "Reformatter", "Sampling", "Stage",
                      "TaskLoader", "Tool", "TrajectorySource", "Verifier"], "misstep.components"),
     **dict.fromkeys(["Run", "StageContext"], "misstep.context"),
