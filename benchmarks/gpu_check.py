@@ -97,11 +97,12 @@ class Sizes:
 # here with SmolLM2's tokenizer: a) 2048 GSM8K trajectories = 797k tokens (319k trained) per method, 64 steps;
 # c) 2.18M tokens per epoch over the three trainings (2 epochs, NAT's settings), then 4 x 500 questions
 # generated 512 at a time (up to 160 new tokens a turn: the longest assistant turn in NAT's files is 162).
+# b) the sequential loop is the slow one (one token at a time, ~15-25 ms each): 8 tasks, at most 5 turns.
 FULL = Sizes(
     seconds=530,
-    limits={"a": 170, "b": 80, "d": 45, "c": None},
+    limits={"a": 160, "b": 100, "d": 45, "c": None},
     train=["--examples", "2048", "--batch-size", "32"],
-    rollout=["--tasks", "128", "--sequential-tasks", "16", "--batch-sizes", "1,64", "--max-turns", "7",
+    rollout=["--tasks", "128", "--sequential-tasks", "8", "--batch-sizes", "64,1", "--max-turns", "5",
              "--max-new-tokens", "96"],
     rrhf=["--device", "cuda", "--dtype", "bfloat16", "--queries", "16", "--prompt-lens", "64,256,512",
           "--steps", "20", "--warmup", "3"],
@@ -114,7 +115,7 @@ SMOKE = Sizes(
     seconds=1200,
     limits={"a": 420, "b": 150, "d": 150, "c": None},
     train=["--examples", "16", "--batch-size", "8", "--warmup", "1"],
-    rollout=["--tasks", "8", "--sequential-tasks", "4", "--batch-sizes", "1,8", "--max-turns", "2",
+    rollout=["--tasks", "8", "--sequential-tasks", "4", "--batch-sizes", "8,1", "--max-turns", "2",
              "--max-new-tokens", "16"],
     rrhf=["--hidden", "64", "--layers", "2", "--queries", "2", "--prompt-lens", "16,32", "--steps", "2",
           "--warmup", "1"],

@@ -169,7 +169,7 @@ def test_smoke_run_writes_one_json_per_step(tmp_path):
     a = steps["a"]
     assert set(a["trained_tokens_per_second"]) == {"misstep", "trainer", "trl"}
     assert all(r["trained_tokens"] > 0 and r["timed_steps"] >= 1 for r in a["results"])
-    assert [r["batch_size"] for r in steps["b"]["result"]["results"]] == [1, 8]
+    assert [r["batch_size"] for r in steps["b"]["result"]["results"]] == [8, 1]
     assert steps["b"]["model"].endswith("sft-gsm8k")  # step a's model
     assert [row["method"] for row in steps["c"]["comparison"]["rows"]] == ["untrained", "vanilla", "nut", "nat"]
     for row in steps["d"]["result"]["results"]:
