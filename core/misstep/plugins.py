@@ -89,6 +89,7 @@ BUILTINS = (
     "misstep.builtin.losses",
     "misstep.builtin.parsers",
     "misstep.builtin.stages",
+    "misstep.builtin.step_credit",
     "misstep.builtin.tool_command",
     "misstep.builtin.train",
     "misstep.builtin.verifiers",
