@@ -313,6 +313,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         clock = step_clock()
         trainer.add_callback(clock)
         result = trainer.train()
+    if args.save_model and args.run == "misstep":
+        trainer.save_model(str(args.save_model))
+        tokenizer.save_pretrained(args.save_model)
     batches = trainer.data_collator.batches[:len(clock.times)]
     timed = batches[args.warmup:]
     seconds = clock.times[-1] - clock.times[args.warmup - 1] if args.warmup else None
@@ -376,6 +379,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--save-model", type=Path, help="save the misstep method's trained model and tokenizer here")
     parser.add_argument("--run", choices=METHODS, help=argparse.SUPPRESS)  # one method, in a child process
     parser.add_argument("--examples-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -13,17 +13,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from misstep.agent.loop import observe
     from misstep.components import (
         Backend,
         Component,
         Loss,
         LossOutput,
         Options,
+        ParsedCall,
+        ParsedReply,
         Reformatter,
         Sampling,
         Stage,
         TaskLoader,
         Tool,
+        ToolCallParser,
         TrajectorySource,
         Verifier,
     )
@@ -33,9 +37,12 @@ if TYPE_CHECKING:
         Candidate,
         Example,
         Message,
+        PreferenceExample,
         Provenance,
         RankedExample,
         Task,
+        ToolCall,
+        ToolSchema,
         Trajectory,
         Verdict,
         WeightSpan,
@@ -55,11 +62,13 @@ if TYPE_CHECKING:
         write_jsonl,
     )
     from misstep.models import MODEL_INFO, model_info, resolve_model, trained_spec
+    from misstep.pairs import preference_pairs
     from misstep.plugins import Plugins, get_plugins
     from misstep.prompts import PromptTemplate
     from misstep.recipe import (
         BackendRef,
         LossRef,
+        ParserRef,
         ReformatterRef,
         SourceRef,
         StageInput,
@@ -88,20 +97,25 @@ if TYPE_CHECKING:
 
 # public name -> the module that defines it (a test checks this against the imports above)
 _EXPORTS = {
-    **dict.fromkeys(["Backend", "Component", "Loss", "LossOutput", "Options", "Reformatter", "Sampling", "Stage",
-                     "TaskLoader", "Tool", "TrajectorySource", "Verifier"], "misstep.components"),
+    "observe": "misstep.agent.loop",
+    **dict.fromkeys(["Backend", "Component", "Loss", "LossOutput", "Options", "ParsedCall", "ParsedReply",
+                     "Reformatter", "Sampling", "Stage", "TaskLoader", "Tool", "ToolCallParser", "TrajectorySource",
+                     "Verifier"], "misstep.components"),
     **dict.fromkeys(["Run", "StageContext"], "misstep.context"),
-    **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "Provenance", "RankedExample", "Task",
-                     "Trajectory", "Verdict", "WeightSpan"], "misstep.datamodel"),
+    **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "PreferenceExample", "Provenance",
+                     "RankedExample", "Task", "ToolCall", "ToolSchema", "Trajectory", "Verdict", "WeightSpan"],
+                    "misstep.datamodel"),
     **dict.fromkeys(["ComponentError", "DataError", "MisstepError", "PluginError", "RecipeError"], "misstep.errors"),
     **dict.fromkeys(["Register", "hookimpl"], "misstep.hookspecs"),
     **dict.fromkeys(["AllowEmpty", "JsonlAppender", "iter_json_rows", "nonempty", "read_json", "read_jsonl", "read_text",
                      "text_lines", "validate_record", "write_jsonl"], "misstep.jsonl"),
     **dict.fromkeys(["MODEL_INFO", "model_info", "resolve_model", "trained_spec"], "misstep.models"),
+    "preference_pairs": "misstep.pairs",
     **dict.fromkeys(["Plugins", "get_plugins"], "misstep.plugins"),
     "PromptTemplate": "misstep.prompts",
-    **dict.fromkeys(["BackendRef", "LossRef", "ReformatterRef", "SourceRef", "StageInput", "TaskRef", "TaskRefs",
-                     "ToolRef", "VerifierRef", "dump_recipe", "load_recipe", "validate_recipe"], "misstep.recipe"),
+    **dict.fromkeys(["BackendRef", "LossRef", "ParserRef", "ReformatterRef", "SourceRef", "StageInput", "TaskRef",
+                     "TaskRefs", "ToolRef", "VerifierRef", "dump_recipe", "load_recipe", "validate_recipe"],
+                    "misstep.recipe"),
     "run_recipe": "misstep.runner",
     **dict.fromkeys(["LoraSpec", "ModelSpec"], "misstep.specs"),
     **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
