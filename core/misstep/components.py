@@ -171,6 +171,12 @@ class Loss(Component[O]):
     ranked: ClassVar[bool] = False
     per_token: ClassVar[bool] = False
 
+    @property
+    def takes_negative_weights(self) -> bool:
+        """Whether tokens of negative weight are trained (as unlikelihood terms: ``TokenScores.losses``); the
+        ``train`` stage refuses examples with negative weights for a loss that does not take them."""
+        return False
+
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         raise NotImplementedError
 
