@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from misstep.datamodel import Example, Message, PreferenceExample, StepCredit, Task, ToolSchema, Trajectory, Verdict
+from misstep.datamodel import (
+    Example,
+    Message,
+    PreferenceExample,
+    RankedExample,
+    StepCredit,
+    Task,
+    ToolSchema,
+    Trajectory,
+    Verdict,
+)
 from misstep.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -136,7 +146,7 @@ class Reformatter(Component[O]):
     kind = "reformatter"
 
     def reformat(self, trajectories: Iterable[Trajectory],
-                 tasks: Mapping[str, Task]) -> Iterable[Example] | Iterable[PreferenceExample]:
+                 tasks: Mapping[str, Task]) -> Iterable[Example | PreferenceExample | RankedExample]:
         raise NotImplementedError
 
     def inference_prompt(self, prompt: list[Message]) -> list[Message]:

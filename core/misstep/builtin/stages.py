@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from misstep import components
 from misstep.components import Options, Reformatter, Stage
 from misstep.context import StageContext
 from misstep.datamodel import Task, Trajectory
@@ -46,7 +47,7 @@ class TasksStage(Stage["TasksStage.Options"]):
         return {"tasks": path, "count": len(tasks)}
 
 
-class TrajectoryInput(Options):
+class TrajectoryInput(components.Options):
     """Options of a stage that reads trajectories: an earlier stage's, or a source's, and their tasks."""
 
     trajectories: Annotated[str | None, StageInput()] = Field(
