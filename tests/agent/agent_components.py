@@ -98,6 +98,20 @@ class Hint(misstep.Reformatter):
         return [*prompt[:-1], last.model_copy(update={"content": last.content + self.options.text})]
 
 
+class Interrupter:
+    """Counts trajectory_produced calls; raises KeyboardInterrupt at call number ``after`` (if set)."""
+
+    def __init__(self, after=None):
+        self.after = after
+        self.seen = []
+
+    @misstep.hookimpl
+    def trajectory_produced(self, trajectory, ctx):
+        self.seen.append(trajectory.id)
+        if len(self.seen) == self.after:
+            raise KeyboardInterrupt
+
+
 class AgentTestPlugin:
     @misstep.hookimpl
     def register_backends(self, register):

@@ -12,6 +12,8 @@ import misstep
 from misstep import load_recipe, read_jsonl, run_recipe
 from misstep.agent import trajectory_key
 
+from agent_components import Interrupter
+
 PROMPT = misstep.PromptTemplate().render
 
 
@@ -103,18 +105,6 @@ def test_branches_from_equal_messages_are_shared(tmp_path, tasks_file, write_rec
     # every branch keeps its prefix and continues it
     branch = next(b for b in branches if b.metadata["branch_steps"] == 2 and b.task_id == "a")
     assert branch.messages[:7] == TRAJECTORIES[0].messages[:7] and branch.messages[7].content == "Action: finish[10]"
-
-
-class Interrupter:
-    def __init__(self, after=None):
-        self.after = after
-        self.seen = []
-
-    @misstep.hookimpl
-    def trajectory_produced(self, trajectory, ctx):
-        self.seen.append(trajectory.id)
-        if len(self.seen) == self.after:
-            raise KeyboardInterrupt
 
 
 def test_an_interrupted_run_redoes_no_branch_and_loses_none(tmp_path, tasks_file, write_recipe, plugins):
