@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from misstep import components
-from misstep.components import Options, Reformatter, Stage
+from misstep.components import Reformatter, Stage
 from misstep.context import StageContext
 from misstep.datamodel import Task, Trajectory
 from misstep.hookspecs import Register, hookimpl
@@ -34,7 +34,7 @@ class TasksStage(Stage["TasksStage.Options"]):
 
     name = "tasks"
 
-    class Options(Options):
+    class Options(components.Options):
         tasks: TaskRefs
         limit: int | None = Field(default=None, gt=0)
         shuffle: bool = False
