@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from misstep import components
-from misstep.components import TaskLoader, TrajectorySource
+from misstep.components import InputPath, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
 from misstep.hookspecs import Register, hookimpl
@@ -22,7 +22,7 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
     name = "jsonl"
 
     class Options(components.Options):
-        path: Path
+        path: Annotated[Path, InputPath()]
         question: str = Field(default="question", description="field holding the question")
         answer: str | None = Field(default="answer", description="field holding the gold answer")
         id: str | None = Field(default="id", description="field holding the id (default: line number)")
@@ -59,7 +59,7 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
     name = "trajectories"
 
     class Options(components.Options):
-        path: Path
+        path: Annotated[Path, InputPath()]
         allow_empty: AllowEmpty = False
 
     def trajectories(self, ctx: Any) -> Iterator[Trajectory]:
