@@ -181,7 +181,7 @@ class Plugins:
                  and caller.has_spec()]
         for caller in self.pm.get_hookcallers(plugin) or []:
             impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
-            if not caller.has_spec():
+            if not caller.has_spec() and not all(impl.optionalhook for impl in impls):
                 close = difflib.get_close_matches(caller.name, specs, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; misstep's hooks: {', '.join(sorted(specs))}"
                 return f"it implements {caller.name!r}, which is not a misstep hook{hint}"
@@ -316,7 +316,7 @@ class Plugins:
                 self._drop(failure.plugin, failure.reason)
                 continue
             for name, command in before.items():
-                if cli.commands.get(name) is not command:
+                if not _same_command(cli.commands.get(name), command):
                     cli.commands[name] = command
                     warnings.warn(f"misstep plugin {impl.plugin_name!r} adds a command {name!r}, which misstep already "
                                   "has; the plugin's command is ignored (the plugin should rename it)", PluginWarning,
@@ -345,6 +345,16 @@ class Plugins:
 
     def after_stage(self, ctx: StageContext, outputs: dict[str, Any]) -> None:
         self._notify("after_stage", ctx=ctx, outputs=outputs)
+
+
+def _same_command(new: click.Command | None, old: click.Command) -> bool:
+    """Whether ``new`` is ``old`` or the same command defined again (its function has the same module and
+    name), as when a plugin's commands are registered twice in one process."""
+    if new is old:
+        return True
+    origins = {(getattr(c, "__module__", None), getattr(c, "__qualname__", None))
+               for c in (getattr(new, "callback", None), old.callback)}
+    return len(origins) == 1 and (None, None) not in origins
 
 
 def _check_component(cls: Any, kind: str, plugin: str) -> None:

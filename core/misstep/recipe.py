@@ -306,7 +306,7 @@ def _pydantic_problems(error: ValidationError, model: type[BaseModel], prefix: L
     messages: dict[Loc, list[str]] = {}
     inputs: dict[Loc, str] = {}
     for item in error.errors():
-        rel = _data_loc(tuple(item["loc"]), data, keep_last=item["type"] == "missing")
+        rel = _data_loc(tuple(item["loc"]), data, keep_last=item["type"] in ("missing", "extra_forbidden"))
         if item["type"] == "extra_forbidden":
             holder = _model_at(model, rel[:-1])
             valid = ", ".join(sorted(holder.model_fields)) if holder else ""
@@ -450,20 +450,25 @@ def _check_paths(part: Any, loc: Loc, run_folder: Path | None, found: Found) -> 
                 continue
             problem = _path_problem(Path(item).expanduser(), run_folder)
             if problem:
+                if marker.names:
+                    problem = f"neither one of {', '.join(marker.names)} nor an existing file or folder" + problem
+                else:
+                    problem = "no such file or folder" + problem
                 found.append((where if index is None else where + (index,), f"{str(item)!r}: {problem}"))
 
 
 def _path_problem(path: Path, run_folder: Path | None) -> str | None:
+    """None if ``path`` exists or lies in the run folder, else the end of a message saying where it was looked for."""
     try:
         if path.exists():
             return None
     except (OSError, ValueError) as error:  # a name too long, a NUL byte
-        return f"not a usable path ({error}); check it"
+        return f" ({error}); check the path"
     absolute = Path(os.path.abspath(path))
     if run_folder is not None and absolute.is_relative_to(os.path.abspath(run_folder)):
         return None
     where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-    return f"no such file or folder{where}; check the path"
+    return f"{where}; check the path"
 
 
 def validate_recipe(data: Any, *, plugins: Plugins, file: str | None = None, lines: dict[Loc, int] | None = None,
@@ -504,9 +509,12 @@ def validate_recipe(data: Any, *, plugins: Plugins, file: str | None = None, lin
         for index, stage in stages:
             _check_paths(stage, ("stages", index), run_folder, found)
     if found:
-        problems = [_locate(_data_loc(loc, data, keep_last=True), message, lines, overridden) for loc, message in found]
-        problems.sort(key=lambda p: (p.line or 0, p.path))
-        raise RecipeError(problems, file=file)
+        problems: dict[tuple[int | None, str] | Loc, Problem] = {}
+        for loc, message in found:
+            problem = _locate(_data_loc(loc, data, keep_last=True), message, lines, overridden)
+            # a value shared through a YAML alias is reported once, at its line
+            problems.setdefault((problem.line, message) if problem.line is not None else loc, problem)
+        raise RecipeError(sorted(problems.values(), key=lambda p: (p.line or 0, p.path)), file=file)
     assert recipe is not None
     recipe._plugins = plugins
     return recipe

@@ -187,12 +187,26 @@ def test_every_missing_input_file_is_reported_at_once(tmp_path: Path, write_reci
         tools: [{{use: search, corpus: missing/passages.jsonl}}]
         verifier: numeric
     """))
-    missing = {(path, line) for path, line, message in found if "no such file or folder" in message}
+    missing = {(path, line) for path, line, message in found if "file or folder" in message}
     assert missing == {("model.path", 2), ("model.adapter", 2), ("stages[0].tasks[1].path", 7),
                        ("stages[1].source.paths[1]", 9), ("stages[2].path", 12), ("stages[3].deepspeed", 15),
                        ("stages[4].model.path", 17), ("stages[4].tools[0].corpus", 19)}
     assert len(found) == len(missing)
     assert all(str(tmp_path) in message or "relative to" in message for _, _, message in found)
+
+
+def test_a_missing_path_shared_through_an_alias_is_reported_once(write_recipe) -> None:
+    found = problems(write_recipe("""
+    name: shared
+    stages:
+      - use: tasks
+        name: a
+        tasks: &missing {use: jsonl, path: missing/tasks.jsonl}
+      - use: tasks
+        name: b
+        tasks: *missing
+    """))
+    assert [(path, line) for path, line, _ in found] == [("stages[0].tasks.path", 5)]
 
 
 def test_aliases_presets_stage_outputs_and_the_run_folder_are_not_files(write_recipe, tasks_file) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -119,6 +120,10 @@ def test_a_plugin_command_cannot_replace_a_core_command() -> None:
         plugins.register_commands(group)
     assert CliRunner().invoke(group, ["validate"]).output == "core\n"
     assert CliRunner().invoke(group, ["extra"]).output == "extra\n"  # its other commands stay
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Plugins(entry_points=False).register_commands(group)  # the same commands again (one process, two CLIs)
+        Plugins(entry_points=False).register_commands(group)
 
 
 @pytest.mark.slow
