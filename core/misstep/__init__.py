@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from misstep.agent.loop import observe
     from misstep.components import (
         Backend,
         Component,
@@ -89,8 +90,9 @@ if TYPE_CHECKING:
 
 # public name -> the module that defines it (a test checks this against the imports above)
 _EXPORTS = {
-    **dict.fromkeys(["Backend", "Component", "InputPath", "Loss", "LossOutput", "Options", "Reformatter", "Sampling", "Stage",
-                     "TaskLoader", "Tool", "TrajectorySource", "Verifier"], "misstep.components"),
+    "observe": "misstep.agent.loop",
+    **dict.fromkeys(["Backend", "Component", "InputPath", "Loss", "LossOutput", "Options", "Reformatter", "Sampling",
+                     "Stage", "TaskLoader", "Tool", "TrajectorySource", "Verifier"], "misstep.components"),
     **dict.fromkeys(["Run", "StageContext"], "misstep.context"),
     **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "Provenance", "RankedExample", "Task",
                      "Trajectory", "Verdict", "WeightSpan"], "misstep.datamodel"),

@@ -111,3 +111,25 @@ def test_sweep_over_negatives_writes_csv_and_plot(tmp_path, monkeypatch):
     assert [r["negatives"] for r in rows] == ["0", "0", "20"] and {r["count"] for r in rows} == {"5"}
     assert (folder / "sweep.png").stat().st_size > 10_000 and "| nat | 20 |" in result.output
     assert json.loads((folder / "train-nat-neg20" / "model" / "misstep.json").read_text())["reformatter"]["neg_num"] == 20
+
+
+def test_sweep_over_seeds_reports_mean_and_spread(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    misstep.get_plugins().register_commands(cli)
+    tiny = ["stages.collect.tasks.0.count=40", "stages.eval-untrained.tasks.0.count=5",
+            "stages.student.hidden_size=32", "stages.student.vocab_size=500",
+            *(f"stages.train-{m}.max_steps=2" for m in ("vanilla", "nut", "nat"))]
+    result = CliRunner().invoke(cli, ["sweep", "--seeds", "0,1", "-q", *(f"--set={s}" for s in tiny)])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "runs" / "quickstart-sweep"
+    rows = list(csv.DictReader((folder / "sweep.csv").open()))
+    assert [(r["method"], r["seed"], r["stage"]) for r in rows] == [
+        (m, str(s), f"eval-{m}" + ("-s1" if s else "")) for m in ("vanilla", "nut", "nat") for s in (0, 1)]
+    nat = next(line for line in result.output.splitlines() if line.startswith("| nat | 600 |"))
+    cells = nat.split(" | ")
+    assert cells[4] == "2" and " ± " in cells[5]  # one line per method: 2 runs, accuracy mean ± sd
+    assert json.loads((folder / "train-nat-s1" / "model" / "misstep.json").read_text())["stage"] == "train-nat-s1"
+    comparison = json.loads((folder / "compare" / "comparison.json").read_text())
+    assert [row["method"] for row in comparison["rows"]] == ["untrained", "vanilla", "nut", "nat"]
+    assert [len(row["runs"]) for row in comparison["rows"]] == [0, 2, 2, 2] and len(comparison["runs"]) == 7
+    assert (folder / "sweep.png").stat().st_size > 10_000

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 import misstep
-from misstep_nat.commands import quickstart_recipe
-from misstep_nat.compare import Row, markdown
+from misstep_nat.commands import PRETRAINED, quickstart_recipe
+from misstep_nat.compare import Row, markdown, merged
+from misstep_nat.seeds import Spread, repeat
 from misstep_nat.sweep import expand
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +90,48 @@ def test_comparison_table_with_several_datasets():
     assert lines[0].endswith("| reformatter | gsm8k | svamp | mean of datasets |")
     assert lines[3] == "| nat | 4 | 50.00% | +25.00 | 0.00% | 2.00 | 10 | nat | 50.00% | 50.00% | 50.00% |"
     assert rows[0].flat()["accuracy_svamp"] == 0.5 and "datasets" not in rows[0].flat()
+
+
+def test_seeds_repeat_every_chain_beside_its_stages():
+    data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe(), plugins=misstep.get_plugins()))
+    expanded, runs = repeat(data, [0, 1, 2])  # the recipe's seed is 0: its own stages are the seed-0 runs
+    labels = [stage.get("name") or stage["use"] for stage in expanded["stages"]]
+    by_label = dict(zip(labels, expanded["stages"]))
+    for method in ("vanilla", "nut", "nat"):
+        train = labels.index(f"train-{method}")
+        assert labels[train: train + 3] == [f"train-{method}", f"train-{method}-s1", f"train-{method}-s2"]
+        assert [by_label[f"train-{method}-s{s}"]["seed"] for s in (1, 2)] == [1, 2]
+        assert by_label[f"train-{method}-s2"]["examples"] == f"reformat-{method}"  # the same examples
+        assert by_label[f"eval-{method}-s2"]["model"] == f"train-{method}-s2"
+        assert runs[f"eval-{method}"] == [(0, f"eval-{method}"), (1, f"eval-{method}-s1"), (2, f"eval-{method}-s2")]
+    compare = by_label["compare"]
+    assert compare["evaluations"][:4] == ["eval-untrained", "eval-vanilla", "eval-vanilla-s1", "eval-vanilla-s2"]
+    assert compare["labels"]["eval-nat-s2"] == "nat" and "eval-untrained" not in runs
+    misstep.validate_recipe(expanded, plugins=misstep.get_plugins())  # stages still come after their inputs
+    with pytest.raises(misstep.MisstepError, match="no reformat -> train -> evaluate chain"):
+        repeat({"seed": 0, "stages": [{"use": "tasks"}]}, [1])
+
+
+def test_seed_runs_share_a_row_with_mean_and_spread():
+    rows = [Row("untrained", "eval-untrained", 10, 0.0, 1.0, 1.0, None, None),
+            Row("nat", "eval-nat", 10, 0.5, 0.1, 3.0, "nat", 100),
+            Row("nat", "eval-nat-s1", 10, 0.7, 0.3, 2.0, "nat", 100)]
+    table = merged(rows)
+    assert [row.method for row in table] == ["untrained", "nat"]
+    nat = table[1]
+    assert nat.accuracy == pytest.approx(0.6) and nat.action_error_rate == pytest.approx(0.2) and nat.runs == [0.5, 0.7]
+    lines = markdown(table, table[0]).splitlines()
+    assert "accuracy (mean ± sd)" in lines[0]
+    assert lines[3].startswith("| nat | 10 | 60.00% ± 14.14 | +60.00 | 20.00% | 2.50 |")
+    assert Spread.of([0.5]).percent() == "50.00%"
+
+
+def test_quickstart_model_option_trains_lora_on_a_pretrained_model():
+    recipe = misstep.load_recipe(quickstart_recipe(), ["stages.student.model=tiny", *PRETRAINED],
+                                 plugins=misstep.get_plugins())
+    assert recipe.model.dtype == "auto" and recipe.model.lora.target_modules == "all-linear"
+    stages = {stage.label: stage.build().options for stage in recipe.stages}
+    assert stages["student"].model == "tiny"
+    for method in ("vanilla", "nut", "nat"):
+        train = stages[f"train-{method}"]
+        assert (train.learning_rate, train.max_steps, train.batch_size, train.packing) == (5e-4, 40, 8, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,7 +64,7 @@ def test_quoted_query(corpus: Path) -> None:
 
 def test_index_is_cached_next_to_the_corpus_and_rebuilt_when_it_changes(corpus: Path, monkeypatch) -> None:
     Search(Search.Options(corpus=corpus))
-    cache = corpus.with_name("passages.jsonl.bm25.pickle")
+    cache = corpus.with_name("passages.jsonl.bm25.json")
     assert cache.is_file()
 
     def no_reading(*args, **kwargs):
@@ -75,13 +76,63 @@ def test_index_is_cached_next_to_the_corpus_and_rebuilt_when_it_changes(corpus: 
 
     corpus.write_text(json.dumps({"title": "Karkaroff", "text": "Igor Karkaroff fled."}) + "\n")
     assert Search(Search.Options(corpus=corpus)).run("Karkaroff") == " #1: Karkaroff: Igor Karkaroff fled."
-    cache.write_bytes(b"not a pickle")  # a broken cache is rebuilt, not trusted
-    assert Search(Search.Options(corpus=corpus)).run("Karkaroff") == " #1: Karkaroff: Igor Karkaroff fled."
+    cache.write_bytes(b"not an index")  # a broken cache is rebuilt, not trusted
+    with pytest.warns(UserWarning, match=r"passages.jsonl.bm25.json is not a valid index \(the file: Invalid JSON"):
+        assert Search(Search.Options(corpus=corpus)).run("Karkaroff") == " #1: Karkaroff: Igor Karkaroff fled."
+    assert json.loads(cache.read_text())["passages"] == [["Karkaroff", "Igor Karkaroff fled."]]
+
+
+class _WritesAFile:
+    """Unpickling this opens (creates) ``path``: what a crafted index cache would do if it were loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def test_a_crafted_cache_is_never_executed(corpus: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"key": None, "index": _WritesAFile(marker)})
+    corpus.with_name("passages.jsonl.bm25.pickle").write_bytes(payload)  # the old cache name: ignored
+    cache = corpus.with_name("passages.jsonl.bm25.json")
+    cache.write_bytes(payload)
+    with pytest.warns(UserWarning, match="is not a valid index"):
+        observation = Search(Search.Options(corpus=corpus)).run("Karkaroff")
+    assert observation.startswith(" #1: Durmstrang:")
+    assert not marker.exists()
+    assert json.loads(cache.read_text())["key"]["sha256"]  # replaced by a JSON index
+    pickle.loads(payload)["index"].close()  # the payload is live: loading it as a pickle creates the file
+    assert marker.exists()
+
+
+def test_cache_that_does_not_fit_its_corpus_is_rebuilt(corpus: Path) -> None:
+    Search(Search.Options(corpus=corpus))
+    cache = corpus.with_name("passages.jsonl.bm25.json")
+    stored = json.loads(cache.read_text())
+    stored["doc_len"] = stored["doc_len"][:2]
+    cache.write_text(json.dumps(stored))
+    with pytest.warns(UserWarning, match="its passages and statistics do not match"):
+        assert Search(Search.Options(corpus=corpus)).run("Karkaroff").startswith(" #1: Durmstrang:")
+    stored["doc_freqs"][0] = {"mongol": "many"}
+    cache.write_text(json.dumps(stored))
+    with pytest.warns(UserWarning, match=r"doc_freqs.0.mongol: Input should be a valid integer"):
+        Search(Search.Options(corpus=corpus))
+
+
+def test_cached_index_scores_like_a_fresh_one(corpus: Path) -> None:
+    fresh = Search(Search.Options(corpus=corpus, cache=False))
+    Search(Search.Options(corpus=corpus))
+    cached = Search(Search.Options(corpus=corpus))  # loaded from the JSON cache
+    assert cached._index is not None and fresh._index is not None
+    for query in (["mongol", "empire"], ["karkaroff"], ["paris", "art", "food"], ["nothing"]):
+        assert list(cached._index.bm25.get_scores(query)) == list(fresh._index.bm25.get_scores(query))
 
 
 def test_no_cache_option(corpus: Path) -> None:
     Search(Search.Options(corpus=corpus, cache=False))
-    assert not corpus.with_name("passages.jsonl.bm25.pickle").exists()
+    assert not corpus.with_name("passages.jsonl.bm25.json").exists()
 
 
 def test_corpus_errors_name_the_file_and_line(tmp_path: Path, corpus: Path) -> None:

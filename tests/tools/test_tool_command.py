@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +33,14 @@ def misstep_tool(*args: str) -> tuple[int, str]:
 
 def test_prints_the_observation() -> None:
     assert misstep_tool("calculate", "48/2 + 48") == (0, "72\n")
-    assert misstep_tool("calculator", "4/6") == (0, "2/3\n")
+    assert misstep_tool("calculate", "4/6") == (0, "2/3\n")
+    assert misstep_tool("calculator", "4/6") == (0, "0.6666666666666666\n")  # TRICE's full precision
+
+
+def test_the_argument_is_text_even_with_a_leading_minus() -> None:
+    assert misstep_tool("calculator", "-1+2") == (0, "1\n")
+    assert misstep_tool("calculate", "-4/6", "-o", "max_digits=3") == (0, "-2/3\n")
+    assert misstep_tool("calculate", "--", "-(2)") == (0, "-2\n")
 
 
 def test_hostile_input_is_an_error_observation(tmp_path: Path) -> None:
@@ -69,17 +79,41 @@ class Raising(misstep.Tool):
         raise RuntimeError(f"boom on {argument}")
 
 
+class Interrupting(misstep.Tool):
+    """Raises KeyboardInterrupt itself ("raise"), or receives a real Ctrl-C (SIGINT) while it runs."""
+
+    name = "interrupting"
+
+    def run(self, argument: str) -> str:
+        if argument == "raise":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        return "no signal arrived"
+
+
 class RaisingPlugin:
     @misstep.hookimpl
     def register_tools(self, register) -> None:  # type: ignore[no-untyped-def]
         register(Raising)
+        register(Interrupting)
 
 
-def test_a_raising_tool_gives_the_loops_error_observation(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def raising_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     plugins = misstep.Plugins()
     plugins.add(RaisingPlugin(), "raising")
     monkeypatch.setattr(tool_command, "get_plugins", lambda: plugins)
+
+
+def test_a_raising_tool_gives_the_loops_error_observation(raising_plugins: None) -> None:
     assert misstep_tool("raising", "x") == (0, "Error: tool 'raising' failed: RuntimeError: boom on x\n")
+    assert misstep_tool("interrupting", "raise") == (0, "Error: tool 'interrupting' failed: KeyboardInterrupt\n")
+
+
+def test_a_real_ctrl_c_is_the_normal_interruption(raising_plugins: None) -> None:
+    code, output = misstep_tool("interrupting", "signal")
+    assert code == 130 and output.startswith("Interrupted.") and "Traceback" not in output
 
 
 def test_the_installed_command() -> None:

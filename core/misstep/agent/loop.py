@@ -7,9 +7,12 @@ conversations. Finished trajectories are verified and yielded at once, for the c
 
 from __future__ import annotations
 
+import signal
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from misstep.actions import ActionError, parse_action
@@ -26,11 +29,60 @@ PromptTransform = Callable[[list[Message]], list[Message]]
 
 
 def observe(tool: Tool, argument: str) -> str:
-    """The tool's observation for ``argument``; a tool that raises gives an "Error: ..." observation."""
-    try:
-        return tool.run(argument)
-    except Exception as error:  # Tool.run must not raise; a plugin tool that does must not end the run
-        return f"Error: tool {tool.name!r} failed: {type(error).__name__}: {error}"
+    """The tool's observation for ``argument``: the one guard around every tool call.
+
+    Whatever the tool raises (``SystemExit`` and ``KeyboardInterrupt`` included) or returns instead of
+    text becomes an "Error: ..." observation, so a broken tool never ends a run. A real Ctrl-C during the
+    call (SIGINT, recorded by a handler installed for the call) still raises ``KeyboardInterrupt``.
+    """
+    with _SigintWatch() as sigint:
+        try:
+            observation = tool.run(argument)
+        except BaseException as error:  # noqa: BLE001 (any tool failure is an observation)
+            if sigint.received:
+                raise KeyboardInterrupt from None
+            return f"Error: tool {tool.name!r} failed: {_describe(error)}"
+    if sigint.received:  # the tool swallowed the user's Ctrl-C
+        raise KeyboardInterrupt
+    if not isinstance(observation, str):
+        return f"Error: tool {tool.name!r} returned {type(observation).__name__}, not text"
+    return observation
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: first line of the message`` (at most 500 characters of it)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:500]}" if lines else type(error).__name__
+
+
+class _SigintWatch:
+    """Records a SIGINT that arrives while it is active (then calls the handler that was there before).
+
+    Signals reach the main thread only: in other threads nothing is installed and nothing is recorded,
+    since no real Ctrl-C can arrive there.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _SigintWatch:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):  # not SIG_IGN (nothing to record), SIG_DFL or a handler outside Python
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        self._previous(signum, frame)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def rollout_seed(seed: int, task_id: str, temperature: float, sample: int) -> int:

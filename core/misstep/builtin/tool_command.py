@@ -2,6 +2,7 @@
 
 For debugging prompts and tools: the tool is built and called exactly as inside the agent loop (same
 options, same "Error: ..." observation when a tool fails), e.g. ``misstep tool calculate "48/2 + 48"``.
+ARGUMENT is text even when it starts with a minus (``misstep tool calculate "-1+2"``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def tool_options(pairs: tuple[str, ...]) -> dict[str, object]:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    @cli.command("tool")
+    # the argument is text: "-1+2" is an expression, not an unknown option
+    @cli.command("tool", context_settings={"ignore_unknown_options": True})
     @click.argument("name")
     @click.argument("argument")
     @click.option("--option", "-o", "pairs", multiple=True, metavar="KEY=VALUE",

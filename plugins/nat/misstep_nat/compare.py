@@ -2,20 +2,26 @@
 
 Each row is one ``evaluate`` stage: accuracy, the change against a ``baseline`` evaluation (the
 untrained student, "before"), action-error rate, turns, and what the model was trained on (the
-reformatter and examples recorded with it). Writes ``comparison.md``, ``comparison.csv``,
-``comparison.json`` and ``accuracy.png`` (matplotlib, Agg backend) into the stage folder.
+reformatter and examples recorded with it). Evaluations given the same label (the runs of one method
+over several seeds, as ``misstep sweep --seeds`` sets them up) share one row of the table and one bar
+of the plot: the mean, ± the sample standard deviation, with each run drawn as a dot. Writes
+``comparison.md``, ``comparison.csv`` and ``comparison.json`` (one line per evaluation) and
+``accuracy.png`` (matplotlib, Agg backend) into the stage folder.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import misstep
 from pydantic import Field, model_validator
+
+from misstep_nat.seeds import Spread
 
 
 @dataclass
@@ -32,10 +38,13 @@ class Row:
     examples: int | None
     datasets: dict[str, float] = field(default_factory=dict)
     """Accuracy per dataset, when the evaluation had several (NAT reports their mean for math)."""
+    runs: list[float] = field(default_factory=list)
+    """The accuracy of each run a merged row stands for (empty for one evaluation)."""
 
     def cells(self, baseline: Row | None, datasets: list[str]) -> list[str]:
         delta = "" if baseline is None or baseline is self else f"{100 * (self.accuracy - baseline.accuracy):+.2f}"
-        cells = [self.method, str(self.count), f"{100 * self.accuracy:.2f}%", delta,
+        accuracy = Spread.of(self.runs).percent() if self.runs else f"{100 * self.accuracy:.2f}%"
+        cells = [self.method, str(self.count), accuracy, delta,
                  f"{100 * self.action_error_rate:.2f}%", f"{self.avg_turns:.2f}",
                  "" if self.examples is None else str(self.examples), self.inference_prompt or ""]
         if datasets:
@@ -49,7 +58,7 @@ class Row:
     def flat(self) -> dict[str, Any]:
         """The row for the CSV: one accuracy column per dataset."""
         row = asdict(self)
-        del row["datasets"]
+        del row["datasets"], row["runs"]
         row.update({f"accuracy_{name}": value for name, value in self.datasets.items()})
         return row
 
@@ -62,13 +71,36 @@ HEADER = ["method", "tasks", "accuracy", "vs baseline (points)", "action-error r
           "trained on (examples)", "reformatter"]
 
 
+def merged(rows: list[Row]) -> list[Row]:
+    """One row per method: rows with the same label (runs over seeds) become their mean, in first-seen order."""
+    by_method: dict[str, list[Row]] = {}
+    for row in rows:
+        by_method.setdefault(row.method, []).append(row)
+    result = []
+    for method, group in by_method.items():
+        if len(group) == 1:
+            result.append(group[0])
+            continue
+        datasets = {name: statistics.fmean(r.datasets[name] for r in group) for name in group[0].datasets}
+        result.append(replace(
+            group[0], stage=",".join(r.stage for r in group),
+            accuracy=statistics.fmean(r.accuracy for r in group),
+            action_error_rate=statistics.fmean(r.action_error_rate for r in group),
+            avg_turns=statistics.fmean(r.avg_turns for r in group), datasets=datasets,
+            runs=[r.accuracy for r in group]))
+    return result
+
+
 def dataset_names(rows: list[Row]) -> list[str]:
     return sorted({name for row in rows for name in row.datasets})
 
 
 def markdown(rows: list[Row], baseline: Row | None) -> str:
+    """The comparison table: one line per row (merge runs over seeds with :func:`merged` first)."""
     datasets = dataset_names(rows)
     header = HEADER if baseline else [h for h in HEADER if h != "vs baseline (points)"]
+    if any(row.runs for row in rows):
+        header = ["accuracy (mean ± sd)" if h == "accuracy" else h for h in header]
     if datasets:
         header = [*header, *datasets, "mean of datasets"]
     lines = ["| " + " | ".join(header) + " |", "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
@@ -89,10 +121,16 @@ def plot(rows: list[Row], path: Path, title: str) -> Path:
 
     names = [row.method for row in rows]
     figure, (left, right) = plt.subplots(1, 2, figsize=(2.2 + 1.4 * len(rows), 3.6))
-    for axis, values, label in ((left, [100 * r.accuracy for r in rows], "accuracy (%)"),
-                                (right, [100 * r.action_error_rate for r in rows], "action-error rate (%)")):
-        bars = axis.bar(names, values, color=["#9e9e9e" if i == 0 else "#3b75af" for i in range(len(rows))])
+    spread = [100 * Spread.of(r.runs).sd if r.runs else 0.0 for r in rows]
+    for axis, values, errors, label in ((left, [100 * r.accuracy for r in rows], spread, "accuracy (%)"),
+                                        (right, [100 * r.action_error_rate for r in rows], None,
+                                         "action-error rate (%)")):
+        bars = axis.bar(names, values, yerr=errors if any(spread) and errors else None, capsize=4,
+                        color=["#9e9e9e" if i == 0 else "#3b75af" for i in range(len(rows))])
         axis.bar_label(bars, fmt="%.1f", fontsize=8)
+        if errors:
+            for index, row in enumerate(rows):
+                axis.scatter([index] * len(row.runs), [100 * a for a in row.runs], color="black", s=10, zorder=3)
         axis.set_ylabel(label)
         axis.set_ylim(0, max(100.0, max(values, default=0) * 1.1))
         axis.tick_params(axis="x", labelrotation=20)
@@ -125,17 +163,19 @@ class Compare(misstep.Stage["Compare.Options"]):
 
     def run(self, ctx: misstep.StageContext) -> dict[str, Any]:
         opts = self.options
-        rows = [self._row(ctx, stage) for stage in opts.evaluations]
-        baseline = rows[opts.evaluations.index(opts.baseline)] if opts.baseline else None
+        runs = [self._row(ctx, stage) for stage in opts.evaluations]
+        rows = merged(runs)
+        baseline = next(row for row in rows if opts.baseline in row.stage.split(",")) if opts.baseline else None
         table = markdown(rows, baseline)
         (ctx.dir / "comparison.md").write_text(table)
         with (ctx.dir / "comparison.csv").open("w", newline="") as handle:
-            fields = [*rows[0].flat(), *(f"accuracy_{name}" for name in dataset_names(rows))]
+            fields = [*runs[0].flat(), *(f"accuracy_{name}" for name in dataset_names(runs))]
             writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(fields)))
             writer.writeheader()
-            writer.writerows(row.flat() for row in rows)
+            writer.writerows(run.flat() for run in runs)
         (ctx.dir / "comparison.json").write_text(json.dumps(
-            {"baseline": opts.baseline, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
+            {"baseline": opts.baseline, "rows": [asdict(row) for row in rows], "runs": [asdict(run) for run in runs]},
+            indent=2) + "\n")
         image = plot(rows, ctx.dir / "accuracy.png", opts.title)
         ctx.log("\n" + table)
         ctx.log(f"plot: {image}")

@@ -1,21 +1,26 @@
-"""``misstep sweep``: accuracy against the number of negatives, one line per method (NAT's Figure 1).
+"""``misstep sweep``: accuracy against the number of negatives, one line per method (NAT's Figure 1),
+and the same comparison repeated over seeds.
 
 A recipe's method chains (a ``reformat`` stage whose reformatter takes ``neg_num``, the ``train``
 stages on its examples and the ``evaluate`` stages of those models) are copied once per ``neg_num``
 value (the recipe's own chain serves its own value), renamed ``<stage>-neg<N>`` and appended to the
 recipe, so the stages they share (collection, the student, Vanilla) run once and the whole sweep
-resumes like any run. Vanilla's accuracy is drawn as a flat reference line. Writes ``sweep.csv``,
-``sweep.md`` and ``sweep.png`` into the run folder."""
+resumes like any run. With seeds, every chain's training and evaluation is then repeated per seed
+(:mod:`misstep_nat.seeds`) and each point is the mean over the seeds, with its spread. Vanilla's
+accuracy is drawn as a flat reference line. Writes ``sweep.csv`` (one line per run), ``sweep.md`` and
+``sweep.png`` into the run folder."""
 
 from __future__ import annotations
 
 import copy
 import csv
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import misstep
+
+from misstep_nat.seeds import Spread, chains, label, repeat
 
 
 @dataclass
@@ -31,35 +36,7 @@ class Point:
     count: int = 0
     positives: int | None = None
     negatives: int | None = None
-
-
-def _label(stage: dict[str, Any]) -> str:
-    return str(stage.get("name") or stage["use"])
-
-
-@dataclass
-class Chain:
-    """A method's stages: its reformat stage, the train stages on it, the evaluations of those."""
-
-    method: str
-    reformat: dict[str, Any]
-    trains: list[dict[str, Any]]
-    evaluations: list[dict[str, Any]]
-
-
-def chains(stages: list[dict[str, Any]]) -> list[Chain]:
-    """Every reformat -> train -> evaluate chain of a recipe's (dumped) stages."""
-    found = []
-    for stage in stages:
-        reformatter = stage.get("reformatter")
-        if stage["use"] != "reformat" or not isinstance(reformatter, dict):
-            continue
-        trains = [s for s in stages if s["use"] == "train" and s.get("examples") == _label(stage)]
-        names = {_label(t) for t in trains}
-        evaluations = [s for s in stages if s["use"] == "evaluate" and s.get("model") in names]
-        if evaluations:
-            found.append(Chain(str(reformatter["use"]), stage, trains, evaluations))
-    return found
+    seed: int | None = None
 
 
 def expand(data: dict[str, Any], values: list[int], methods: list[str] | None) -> tuple[dict[str, Any], list[Point]]:
@@ -79,23 +56,23 @@ def expand(data: dict[str, Any], values: list[int], methods: list[str] | None) -
     if not swept:
         raise misstep.MisstepError("sweep: the recipe has no reformat stage with `neg_num` (nut, nat, nat-k) followed "
                                    "by a train and an evaluate stage; nothing to sweep")
-    points = [Point(c.method, None, _label(e)) for c in found if "neg_num" not in c.reformat["reformatter"]
+    points = [Point(c.method, None, label(e)) for c in found if "neg_num" not in c.reformat["reformatter"]
               for e in c.evaluations]
     for value in values:
         for chain in swept:
             if chain.reformat["reformatter"]["neg_num"] == value:  # the recipe's own chain: nothing to add
-                points.extend(Point(chain.method, value, _label(e)) for e in chain.evaluations)
+                points.extend(Point(chain.method, value, label(e)) for e in chain.evaluations)
                 continue
             suffix = f"-neg{value}"
             reformat = copy.deepcopy(chain.reformat)
-            reformat["name"] = _label(chain.reformat) + suffix
+            reformat["name"] = label(chain.reformat) + suffix
             reformat["reformatter"]["neg_num"] = value
             stages.append(reformat)
             for train in chain.trains:
-                clone = {**copy.deepcopy(train), "name": _label(train) + suffix, "examples": reformat["name"]}
+                clone = {**copy.deepcopy(train), "name": label(train) + suffix, "examples": reformat["name"]}
                 stages.append(clone)
             for evaluation in chain.evaluations:
-                clone = {**copy.deepcopy(evaluation), "name": _label(evaluation) + suffix,
+                clone = {**copy.deepcopy(evaluation), "name": label(evaluation) + suffix,
                          "model": str(evaluation["model"]) + suffix}
                 stages.append(clone)
                 points.append(Point(chain.method, value, clone["name"]))
@@ -104,7 +81,7 @@ def expand(data: dict[str, Any], values: list[int], methods: list[str] | None) -
 
 def collect_points(run: misstep.Run, points: list[Point], data: dict[str, Any]) -> list[Point]:
     """Fill each point's metrics from the finished run (what ``run_recipe`` returned), and the examples its reformat stage kept."""
-    by_label = {_label(s): s for s in data["stages"]}
+    by_label = {label(s): s for s in data["stages"]}
     for point in points:
         point.accuracy = float(run.output(point.stage, "accuracy"))
         point.action_error_rate = float(run.output(point.stage, "action_error_rate"))
@@ -118,19 +95,44 @@ def collect_points(run: misstep.Run, points: list[Point], data: dict[str, Any]) 
     return points
 
 
+def chain_points(data: dict[str, Any]) -> list[Point]:
+    """A point per evaluation of every method chain, at the chain's own ``neg_num`` (None without negatives)."""
+    return [Point(c.method, c.reformat["reformatter"].get("neg_num"), label(e)) for c in chains(data["stages"])
+            for e in c.evaluations]
+
+
+def seeded(data: dict[str, Any], points: list[Point], seeds: list[int]) -> tuple[dict[str, Any], list[Point]]:
+    """The recipe with every chain repeated per seed, and each point once per seed."""
+    data, runs = repeat(data, seeds)
+    return data, [replace(point, stage=stage, seed=seed) for point in points
+                  for seed, stage in runs.get(point.stage, [(None, point.stage)])]
+
+
+def groups(points: list[Point]) -> dict[tuple[str, int | None], list[Point]]:
+    """Points by (method, neg_num), in the order they first appear: the runs of one setting over the seeds."""
+    grouped: dict[tuple[str, int | None], list[Point]] = {}
+    for point in points:
+        grouped.setdefault((point.method, point.neg_num), []).append(point)
+    return grouped
+
+
 def write_report(points: list[Point], folder: Path, title: str) -> dict[str, Path]:
-    """``sweep.csv``, ``sweep.md`` and the plot ``sweep.png`` in ``folder``."""
+    """``sweep.csv`` (one line per run), ``sweep.md`` (one line per setting: the mean over seeds, ± the sample
+    standard deviation) and the plot ``sweep.png`` in ``folder``."""
     files = {"csv": folder / "sweep.csv", "table": folder / "sweep.md", "plot": folder / "sweep.png"}
     with files["csv"].open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(points[0])))
         writer.writeheader()
         writer.writerows(asdict(point) for point in points)
-    lines = ["| method | neg_num | positives | negatives | accuracy | action-error rate | avg turns |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for p in points:
-        lines.append(f"| {p.method} | {'' if p.neg_num is None else p.neg_num} | {_blank(p.positives)} | "
-                     f"{_blank(p.negatives)} | {100 * p.accuracy:.2f}% | {100 * p.action_error_rate:.2f}% | "
-                     f"{p.avg_turns:.2f} |")
+    lines = ["| method | neg_num | positives | negatives | runs | accuracy | action-error rate | avg turns |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (method, neg_num), runs in groups(points).items():
+        first = runs[0]
+        accuracy = Spread.of([p.accuracy for p in runs])
+        errors = Spread.of([p.action_error_rate for p in runs])
+        turns = Spread.of([p.avg_turns for p in runs])
+        lines.append(f"| {method} | {_blank(neg_num)} | {_blank(first.positives)} | {_blank(first.negatives)} | "
+                     f"{len(runs)} | {accuracy.percent()} | {100 * errors.mean:.2f}% | {turns.mean:.2f} |")
     files["table"].write_text("\n".join(lines) + "\n")
     _plot(points, files["plot"], title)
     return files
@@ -141,23 +143,38 @@ def _blank(value: int | None) -> str:
 
 
 def _plot(points: list[Point], path: Path, title: str) -> None:
+    """Accuracy against neg_num, a line per method (bars by method when every method has one neg_num), error
+    bars of one standard deviation over the seeds; methods without negatives as flat reference lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    stats = {key: Spread.of([p.accuracy for p in runs]) for key, runs in groups(points).items()}
+    swept = {key: spread for key, spread in stats.items() if key[1] is not None}
+    lines = len({neg_num for _, neg_num in swept}) > 1
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
-    methods = list(dict.fromkeys(p.method for p in points if p.neg_num is not None))
-    for method in methods:
-        series = sorted((p.neg_num, 100 * p.accuracy) for p in points if p.method == method and p.neg_num is not None)
-        axis.plot([x for x, _ in series], [y for _, y in series], marker="o", label=method.upper())
-    for point in (p for p in points if p.neg_num is None):
-        axis.axhline(100 * point.accuracy, linestyle="--", color="gray", label=f"{point.method.upper()} (no negatives)")
-    axis.set_xlabel("number of negatives (neg_num)")
+    if lines:
+        for method in dict.fromkeys(method for method, _ in swept):
+            series = sorted((n, spread) for (m, n), spread in swept.items() if m == method and n is not None)
+            axis.errorbar([x for x, _ in series], [100 * s.mean for _, s in series],
+                          yerr=[100 * s.sd for _, s in series], marker="o", capsize=3, label=method.upper())
+        for (method, _), spread in ((key, s) for key, s in stats.items() if key[1] is None):
+            axis.axhline(100 * spread.mean, linestyle="--", color="gray", label=f"{method.upper()} (no negatives)")
+        axis.set_xlabel("number of negatives (neg_num)")
+    else:
+        names = [method for method, _ in stats]
+        bars = axis.bar(names, [100 * s.mean for s in stats.values()], yerr=[100 * s.sd for s in stats.values()],
+                        capsize=4, color="#3b75af")
+        axis.bar_label(bars, fmt="%.1f", fontsize=8)
+        for index, (method, neg_num) in enumerate(stats):
+            runs = [100 * p.accuracy for p in groups(points)[(method, neg_num)]]
+            axis.scatter([index] * len(runs), runs, color="black", s=10, zorder=3)
     axis.set_ylabel("accuracy (%)")
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend()
+    if lines:
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -1,11 +1,22 @@
 """A calculator that is safe on model output: the expression is parsed with :mod:`ast` into an
 allow-listed tree (numbers, ``+ - * / // % **``/``^``, unary signs, parentheses, a few functions and
-constants) and evaluated node by node with SymPy numbers. Nothing is ever ``eval``-ed or ``sympify``-ed.
+constants) and evaluated node by node with SymPy. Nothing is ever ``eval``-ed or ``sympify``-ed.
 
+Values stay exact (``pi/3``, ``sqrt(2)``) until the result is printed, so ``sin(pi)`` is 0 and
+``cos(pi*(10**999+1)/3)`` is 1/2; the result is then evaluated numerically to :data:`PRECISION` digits.
+A decimal number in the input (``0.5``) is inexact, and so is every value computed from it (a SymPy Float).
 Every operation is bounded before it runs: the text's length, the tree's size and depth, the digits of
-every intermediate number (a power or factorial that would exceed them is refused without computing it)
-and the evaluation time. Output follows NAT: integers plain, exact rationals as fractions ("2/3"), other
-numbers with 6 significant digits ("1.41421"; whole numbers keep all their digits), errors as "Error: ...".
+every intermediate number (a power or factorial that would exceed them is refused without computing it).
+SymPy is kept off its slow paths: powers, functions and logarithms of long integers (which it would factor
+or test for primality) and roots of high degree are computed numerically, with every digit of the whole
+part and PRECISION more (so ``floor`` and ``%`` stay right); ``floor``, ``ceil``, ``//``, ``%`` and ``round``
+treat a value within 1e-25 of a whole number as that number. Time is bounded from outside: the tools evaluate in a warm worker process (:mod:`misstep_tools.worker`)
+that is killed past the deadline, whatever SymPy is doing.
+
+Output: ``precision: nat`` (NAT) prints integers plain, exact rationals as fractions ("2/3"), other
+numbers with 6 significant digits ("1.41421"; whole numbers keep all their digits); ``precision: full``
+(TRICE's Python calculator) prints non-integers as decimals at double precision ("0.6666666666666666").
+Errors are observations: "Error: ...".
 """
 
 from __future__ import annotations
@@ -15,19 +26,26 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import misstep
 import mpmath
 import sympy
 from pydantic import Field
 
+from misstep_tools.worker import Worker, WorkerError
+
 PRECISION = 30
-"""Decimal digits of the floats that irrational results (sqrt(2), pi) are evaluated to."""
+"""Decimal digits to which a result that is not rational (sqrt(2), pi) is evaluated."""
 MAX_DIGITS = 4000
 """The most digits ``max_digits`` may allow: Python refuses to print integers longer than 4300 digits."""
+FACTOR_DIGITS = 20
+"""Longer integers are not handed to SymPy's rational powers (it would try to factor them)."""
+MAX_ROOT = 12
+"""Roots up to this degree stay exact (``2**(1/3)``); higher ones are computed numerically (SymPy can take
+minutes to combine them)."""
 LOG10_2 = math.log10(2)
 _ALLOWED_CHARACTERS = re.compile(r"[0-9A-Za-z_+\-*/%^().,\s]*")
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
@@ -40,6 +58,7 @@ _NOT_ALLOWED = {
     ast.Lambda: "lambda",
     ast.IfExp: "'if'",
 }
+Precision = Literal["nat", "full"]
 
 
 class CalculatorError(Exception):
@@ -57,32 +76,73 @@ class Limits:
     timeout: float = 1.0
 
 
-Number = Any  # a sympy Rational (Integer included) or Float: the only values the evaluator handles
+Number = Any  # a real SymPy number: Rational (Integer included), Float, or an exact expression (pi/3)
+
+
+def approximate(value: Number, digits: int = 15) -> Any:
+    """``value`` as an mpmath float (a double's 53-bit mantissa, any exponent), rounded from an evaluation to
+    ``digits`` significant digits; 0 when the evaluation finds no significant digit (terms that cancel)."""
+    if value.is_Rational:
+        return mpmath.mpf(mpmath.libmp.from_rational(int(value.p), int(value.q), 53, "n"))  # correctly rounded
+    numeric = value.evalf(digits)
+    if not numeric.is_Float:
+        if numeric.is_Rational:
+            return approximate(numeric)
+        raise CalculatorError("the result is not a real number")
+    if numeric._prec <= 1:  # an exact zero that SymPy cannot prove, like sin(1)**2 + cos(1)**2 - 1
+        return mpmath.mpf(0)
+    return mpmath.mpf(numeric._mpf_)
 
 
 def _log10(value: Number) -> float:
     """log10(|value|) of a non-zero number, for any size (no float overflow)."""
     if value.is_Rational:
         return math.log10(abs(value.p)) - math.log10(value.q)
-    return float(mpmath.log10(abs(mpmath.mpf(value._mpf_))))
+    return float(mpmath.log10(abs(approximate(value))))
 
 
 def _digits(value: Number) -> float:
-    """About how many decimal digits it takes to write ``value`` exactly (Floats: its magnitude)."""
-    if value == 0:
-        return 0.0
+    """About how many decimal digits it takes to write ``value`` (exactly for rationals, else its magnitude)."""
     if value.is_Rational:
-        return math.floor(max(math.log10(abs(value.p)), math.log10(value.q))) + 1
-    _, _, exponent, bits = value._mpf_  # mpmath's (sign, mantissa, exponent, bit count)
-    return abs(exponent + bits) * LOG10_2
+        return 0.0 if value.is_zero else math.floor(max(math.log10(abs(value.p)), math.log10(value.q))) + 1
+    number = approximate(value)
+    return 0.0 if not number else math.floor(abs(float(mpmath.log10(abs(number))))) + 1
+
+
+def _holds_long(value: Number) -> bool:
+    """Whether ``value`` holds a rational whose numerator or denominator has more than FACTOR_DIGITS digits."""
+    return any(max(abs(r.p), r.q) >= 10**FACTOR_DIGITS for r in value.atoms(sympy.Rational))
+
+
+def _settle_sign(value: Number) -> None:
+    """Ask a long integer's sign directly, once: otherwise SymPy's assumption system may answer a later
+    "is it negative?" by testing primality first (it tries the related facts in random order), which takes
+    seconds per thousand digits. Functions and powers of long integers are evaluated numerically at once,
+    since SymPy asks such questions about the integers it derives from them."""
+    _ = value.is_extended_positive, value.is_extended_negative, value.is_zero
+
+
+def whole(value: Number) -> int | None:
+    """``value`` as an int when it is a whole number (``5`` and ``5.0``), else None."""
+    if value.is_Integer:
+        return int(value)
+    if value.is_Float and _digits(value) < 20:
+        exact = sympy.Rational(value)  # the Float's exact binary value
+        return int(exact) if exact.is_Integer else None
+    return None
 
 
 def _integer(value: Number, what: str) -> int:
-    if value.is_Integer:
-        return int(value)
-    if value.is_Float and value == sympy.floor(value) and _digits(value) < 16:
-        return int(value)
-    raise CalculatorError(f"{what} must be a whole number, not {format_number(value)}")
+    number = whole(value)
+    if number is None:
+        raise CalculatorError(f"{what} must be a whole number, not {brief(value)}")
+    return number
+
+
+def brief(value: Number) -> str:
+    """``value`` for an error message: as printed, or to 6 significant digits when that is long."""
+    text = format_number(value)
+    return text if len(text) <= 20 else mpmath.nstr(approximate(value), 6)
 
 
 class Evaluator:
@@ -92,7 +152,7 @@ class Evaluator:
         self.limits = limits
         self.deadline = time.monotonic() + limits.timeout
         self.functions: dict[str, tuple[int, int, Callable[..., Number]]] = {
-            "sqrt": (1, 1, sympy.sqrt),
+            "sqrt": (1, 1, lambda x: self._power(x, sympy.Rational(1, 2))),
             "abs": (1, 1, sympy.Abs),
             "exp": (1, 1, self._exp),
             "log": (1, 2, self._log),
@@ -102,9 +162,9 @@ class Evaluator:
             "sin": (1, 1, sympy.sin),
             "cos": (1, 1, sympy.cos),
             "tan": (1, 1, sympy.tan),
-            "floor": (1, 1, sympy.floor),
-            "ceil": (1, 1, sympy.ceiling),
-            "ceiling": (1, 1, sympy.ceiling),
+            "floor": (1, 1, lambda x: sympy.floor(self._exact(x))),
+            "ceil": (1, 1, lambda x: sympy.ceiling(self._exact(x))),
+            "ceiling": (1, 1, lambda x: sympy.ceiling(self._exact(x))),
             "round": (1, 2, self._round),
             "factorial": (1, 1, self._factorial),
             "min": (1, 20, sympy.Min),
@@ -162,7 +222,7 @@ class Evaluator:
     # --- operations, each bounded before it runs ------------------------------------------------
 
     def _binary(self, op: ast.operator, left: Number, right: Number) -> Number:
-        if isinstance(op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
+        if isinstance(op, (ast.Div, ast.FloorDiv, ast.Mod)) and (right.is_zero or not approximate(right)):
             raise CalculatorError("division by zero")
         if isinstance(op, ast.Add):
             return self.number(left + right)
@@ -172,20 +232,50 @@ class Evaluator:
             return self.number(left * right)
         if isinstance(op, ast.Div):
             return self.number(left / right)
-        if isinstance(op, ast.FloorDiv):
-            return self.number(sympy.floor(left / right))
-        if isinstance(op, ast.Mod):
-            return self.number(sympy.Mod(left, right))
+        if isinstance(op, (ast.FloorDiv, ast.Mod)):
+            left, right = self._exact(left), self._exact(right)
+            quotient = sympy.floor(left / right)
+            # Python's sign convention: the remainder has the divisor's sign
+            return self.number(quotient if isinstance(op, ast.FloorDiv) else left - right * quotient)
         return self._power(left, right)
 
     def _power(self, base: Number, exponent: Number) -> Number:
-        if base == 0 and exponent < 0:
-            raise CalculatorError("division by zero (0 to a negative power)")
-        if base not in (0, 1, -1) and exponent != 0:
+        if base.is_zero:
+            if approximate(exponent) < 0:
+                raise CalculatorError("division by zero (0 to a negative power)")
+            return self.number(base**exponent)
+        if approximate(base) < 0 and whole(exponent) is None:
+            raise CalculatorError("the result is not a real number")
+        if approximate(exponent) != 0 and abs(approximate(base)) != 1:
             log_digits = _log10(exponent) + math.log10(abs(_log10(base)) or 1e-300)
             if log_digits > math.log10(self.limits.max_digits):
                 raise CalculatorError(f"the power is too large (numbers are limited to {self.limits.max_digits} digits)")
+        if exponent.is_Rational and not exponent.is_Integer and (exponent.q > MAX_ROOT or _holds_long(base)):
+            return self.number(self._root(base, exponent))
         return self.number(base**exponent)
+
+    def _root(self, base: Number, exponent: Number) -> Number:
+        """``base**exponent`` for a fractional exponent and a positive base that SymPy would be slow on (one
+        holding a long integer, which it would factor, or a root past MAX_ROOT): exact when the base is a
+        perfect power, else a Float with every digit of the whole part and PRECISION more."""
+        if base.is_Rational:
+            numerator, exact_numerator = sympy.integer_nthroot(int(base.p), int(exponent.q))
+            denominator, exact_denominator = sympy.integer_nthroot(int(base.q), int(exponent.q))
+            if exact_numerator and exact_denominator:
+                return sympy.Rational(numerator, denominator) ** exponent.p
+        digits = abs(float(exponent) * _log10(base)) + PRECISION + 10
+        return base.evalf(int(digits)) ** exponent
+
+    def _exact(self, value: Number, places: int = 0) -> Number:
+        """A Rational or Float for the operations that need every digit (floor, ceil, //, %, round): other
+        values are evaluated to every digit of their whole part, ``places`` and PRECISION more; within
+        10**-(PRECISION - 5) of a whole number, they are that number (SymPy cannot prove every identity)."""
+        if value.is_Rational or value.is_Float:
+            return value
+        numeric = value.evalf(int(_digits(value)) + max(places, 0) + PRECISION)
+        exact = sympy.Rational(numeric)
+        nearest = sympy.Integer(round(Fraction(int(exact.p), int(exact.q))))
+        return nearest if abs(exact - nearest) < sympy.Rational(1, 10 ** (PRECISION - 5)) else numeric
 
     def _factorial(self, value: Number) -> Number:
         n = _integer(value, "the argument of factorial()")
@@ -196,22 +286,30 @@ class Evaluator:
         return sympy.factorial(n)
 
     def _exp(self, value: Number) -> Number:
-        if value > self.limits.max_digits * math.log(10):
-            raise CalculatorError(f"exp() of {format_number(value)} is too large")
+        exponent = approximate(value)
+        if abs(exponent) > self.limits.max_digits * math.log(10):
+            size = "large" if exponent > 0 else "small"
+            raise CalculatorError(f"exp() of {brief(value)} is too {size} (numbers are limited to "
+                                  f"{self.limits.max_digits} digits)")
+        if _holds_long(value):  # SymPy turns exp(log(n)/3) into n**(1/3) and factors n
+            return sympy.exp(value.evalf(int(abs(exponent) / math.log(10)) + PRECISION + 10))
         return sympy.exp(value)
 
     def _log(self, value: Number, base: Number | None = None) -> Number:
-        if value <= 0 or (base is not None and base <= 0):
+        if approximate(value) <= 0 or (base is not None and approximate(base) <= 0):
             raise CalculatorError("the logarithm of a number that is not positive")
-        if base == 1:
+        if base is not None and whole(base) == 1:
             raise CalculatorError("a logarithm to base 1")
+        if _holds_long(value) or (base is not None and _holds_long(base)):  # SymPy would test it for primality
+            value = value.evalf(PRECISION + 10)
+            base = None if base is None else base.evalf(PRECISION + 10)
         return sympy.log(value) if base is None else sympy.log(value, base)
 
     def _round(self, value: Number, digits: Number | None = None) -> Number:
         places = 0 if digits is None else _integer(digits, "the number of digits of round()")
         if abs(places) > 100:
             raise CalculatorError("round() takes at most 100 digits")
-        exact = sympy.Rational(value)  # Float.round() keeps too few bits to print right; round the exact value
+        exact = sympy.Rational(self._exact(value, places))  # a Float's exact value: Float.round() keeps too few bits
         rounded = round(Fraction(int(exact.p), int(exact.q)), places)  # ties to even, as Python and SymPy do
         if digits is None:
             return sympy.Integer(int(rounded))
@@ -220,18 +318,24 @@ class Evaluator:
     # --- values ---------------------------------------------------------------------------------
 
     def number(self, value: Any) -> Number:
-        """``value`` as an exact rational or a Float, or an error for anything else (complex, infinite)."""
-        if value in (sympy.zoo, sympy.oo, -sympy.oo):
-            raise CalculatorError("the result is infinite")
-        if value is sympy.nan:
+        """``value`` if it is a real number within the digit limit, else a CalculatorError."""
+        if value.has(sympy.nan):
             raise CalculatorError("the result is undefined")
-        if not (value.is_Rational or value.is_Float):
-            value = value.evalf(PRECISION)
-            if not (value.is_Rational or value.is_Float):
-                raise CalculatorError("the result is not a real number")
-        if _digits(value) > self.limits.max_digits:
-            size = "small" if value.is_Float and abs(value) < 1 else "large"
+        if value.has(sympy.zoo, sympy.oo, -sympy.oo):
+            raise CalculatorError("the result is infinite")
+        if not value.is_number:
+            raise CalculatorError("the result is not a number")
+        digits = _digits(value)  # approximating also refuses complex values
+        if digits > self.limits.max_digits:
+            size = "small" if abs(approximate(value)) < 1 else "large"
             raise CalculatorError(f"the result is too {size} (numbers are limited to {self.limits.max_digits} digits)")
+        if value.is_Integer and abs(value.p) >= 10**FACTOR_DIGITS:
+            _settle_sign(value)
+        elif not (value.is_Rational or value.is_Float) and (
+            value.has(sympy.Float)  # inexact input, inexact result (SymPy is slow on Floats in radicals)
+            or any(_holds_long(part) for part in value.atoms(sympy.Function, sympy.Pow))  # see _settle_sign
+        ):
+            value = value.evalf(int(digits) + PRECISION)
         return value
 
 
@@ -278,35 +382,52 @@ def parse(text: str, limits: Limits) -> ast.Expression:
     return tree
 
 
-def format_number(value: Number) -> str:
-    """NAT's output: integers plain, rationals "p/q", floats with 6 significant digits (whole part kept)."""
+def format_number(value: Number, precision: Precision = "nat") -> str:
+    """The printed result: integers plain; then NAT's "p/q" and 6 significant digits (whole part kept),
+    or (``full``) a decimal at double precision as Python prints floats."""
     if value.is_Integer:
         return str(int(value))
-    if value.is_Rational:
+    if value.is_Rational and precision == "nat":
         return f"{value.p}/{value.q}"
-    if _digits(value) > 300:
-        return mpmath.nstr(mpmath.mpf(value._mpf_), 6)
-    number = float(value)
+    number = approximate(value, PRECISION)
     magnitude = abs(number)
-    if number.is_integer() and magnitude < 1e15:
+    if not 1e-300 < magnitude < 1e300:
+        return "0" if not magnitude else mpmath.nstr(number, 6 if precision == "nat" else 15)
+    if float(number).is_integer() and magnitude < 1e15:
         return str(int(number))
+    if precision == "full":
+        return repr(float(number))
     if 1 <= magnitude < 1e15:
         places = max(0, 6 - (int(math.log10(magnitude)) + 1))
-        text = f"{number:.{places}f}"
+        text = f"{float(number):.{places}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
-    return f"{number:.6g}"
+    return f"{float(number):.6g}"
 
 
-def calculate(expression: str, limits: Limits = Limits()) -> str:
-    """The observation for ``expression``: its value, or "Error: ..."; never raises."""
+def calculate(expression: str, limits: Limits = Limits(), precision: Precision = "nat") -> str:
+    """The observation for ``expression``, computed in this process: its value, or "Error: ..."; never raises.
+
+    Only the time between operations is checked here; :class:`Calculate` adds a hard deadline."""
     try:
-        return format_number(Evaluator(limits).evaluate(parse(expression.strip(), limits)))
+        return format_number(Evaluator(limits).evaluate(parse(expression.strip(), limits)), precision)
     except CalculatorError as error:
         return f"Error: {error}"
     except (RecursionError, MemoryError):
         return "Error: the expression is too complex"
     except Exception as error:  # SymPy on an input the checks let through: still an observation
         return f"Error: cannot calculate this ({type(error).__name__})"
+
+
+def calculate_request(expression: str, limits: dict[str, Any], precision: Precision) -> str:
+    """:func:`calculate` for a worker request (JSON arguments)."""
+    return calculate(expression, Limits(**limits), precision)
+
+
+WORKER = Worker("misstep_tools.calculator:calculate_request")
+"""One warm worker process per Python process, shared by every calculator tool (limits come per call)."""
+
+DEADLINE_GRACE = 0.1
+"""Seconds past ``timeout`` before the worker is killed, so the worker's own check can answer first."""
 
 
 class Calculate(misstep.Tool["Calculate.Options"]):
@@ -321,14 +442,34 @@ class Calculate(misstep.Tool["Calculate.Options"]):
         max_depth: int = Field(default=Limits.max_depth, gt=0, description="nesting depth of the parts")
         max_digits: int = Field(default=Limits.max_digits, gt=0, le=MAX_DIGITS,
                                 description="digits of any number, also midway")
-        timeout: float = Field(default=Limits.timeout, gt=0, description="seconds, checked between operations")
+        timeout: float = Field(default=Limits.timeout, gt=0, le=60,
+                               description="seconds one calculation may take (a hard deadline: past it, the "
+                                           "worker process computing it is killed)")
+        precision: Precision = Field(default="nat", description="nat: fractions and 6 significant digits (NAT); "
+                                                                "full: decimals at double precision (TRICE)")
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        WORKER.start()  # warm by the first call
 
     def run(self, argument: str) -> str:
-        return calculate(argument, Limits(**self.options.model_dump()))
+        limits = Limits(**self.options.model_dump(exclude={"precision"}))
+        request = {"expression": argument, "limits": asdict(limits), "precision": self.options.precision}
+        try:
+            observation = WORKER.call(request, limits.timeout + DEADLINE_GRACE)
+        except WorkerError as error:
+            return f"Error: {error}"
+        if observation is None:
+            return f"Error: the calculation took longer than {limits.timeout:g} s"
+        return str(observation)
 
 
 class Calculator(Calculate):
-    """calculator(expression): the same calculator under the name TRICE's prompts use."""
+    """calculator(expression): the calculator under the name TRICE's prompts use, printing full precision."""
 
     name = "calculator"
     description = "calculator(expression), which calculates the expression and returns the answer."
+
+    class Options(Calculate.Options):
+        precision: Precision = Field(default="full", description="nat: fractions and 6 significant digits (NAT); "
+                                                                 "full: decimals at double precision (TRICE)")

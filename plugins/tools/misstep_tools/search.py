@@ -1,9 +1,10 @@
 """search[query]: the top passages of a local corpus by BM25 (rank_bm25), shaped like NAT's web search
 observations (" #1: ... #2: ... #3: ..."), or of a web search API when one is configured with a key.
 
-The corpus is a JSON Lines file of passages. Its BM25 index is built once and pickled next to it
-(``<corpus>.bm25.pickle``, keyed by the corpus's SHA-256 and the options that shape the index), so later
-runs load it; a changed corpus rebuilds it. The cache is trusted like the corpus folder it sits in.
+The corpus is a JSON Lines file of passages. Its BM25 index is built once and stored next to it as JSON
+(``<corpus>.bm25.json``, keyed by the corpus's SHA-256 and the options that shape the index), so later runs
+load it; a changed corpus rebuilds it. The cache is data, never code: it is validated field by field, and a
+cache that does not parse or does not fit the corpus is rebuilt with a warning.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import urllib.error
 import urllib.request
@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import misstep
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rank_bm25 import BM25Okapi
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+CACHE_SUFFIX = ".bm25.json"
 _WORD = re.compile(r"\w+")
 _QUOTES = "\"'`"
 
@@ -92,31 +93,83 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _CachedIndex(BaseModel):
+    """The index cache file: the key it was built for, the passages and rank_bm25's Okapi statistics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: dict[str, Any]
+    passages: list[tuple[str, str]]
+    corpus_size: int
+    avgdl: float
+    doc_freqs: list[dict[str, int]]
+    doc_len: list[int]
+    idf: dict[str, float]
+    average_idf: float
+    k1: float
+    b: float
+    epsilon: float
+
+
+_BM25_STATE = ("corpus_size", "avgdl", "doc_freqs", "doc_len", "idf", "average_idf", "k1", "b", "epsilon")
+"""The attributes of a built ``BM25Okapi`` that scoring reads: what the cache stores and restores."""
+
+
+def _read_cache(cache_path: Path, key: dict[str, Any], corpus_bytes: int) -> Index | None:
+    """The cached index when the file is a valid cache for ``key``; None (with a warning if broken) otherwise."""
+    if not cache_path.is_file():
+        return None
+    try:
+        if cache_path.stat().st_size > 50 * corpus_bytes + (1 << 20):
+            raise ValueError("it is far larger than the corpus")
+        stored = _CachedIndex.model_validate_json(cache_path.read_bytes())
+        if stored.key != key:
+            return None  # built for another corpus or other fields
+        if not len(stored.passages) == len(stored.doc_freqs) == len(stored.doc_len) == stored.corpus_size > 0:
+            raise ValueError("its passages and statistics do not match")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        _warn_rebuilt(cache_path, f"{where}: {first['msg']}")
+        return None
+    except (OSError, ValueError) as error:
+        _warn_rebuilt(cache_path, str(error))
+        return None
+    bm25 = BM25Okapi.__new__(BM25Okapi)
+    for name in _BM25_STATE:
+        setattr(bm25, name, getattr(stored, name))
+    return Index([Passage(text, title) for title, text in stored.passages], bm25)
+
+
+def _warn_rebuilt(cache_path: Path, reason: str) -> None:
+    warnings.warn(f"the search index cache {cache_path} is not a valid index ({reason[:200]}); it is rebuilt",
+                  stacklevel=4)
+
+
+def _write_cache(cache_path: Path, key: dict[str, Any], index: Index) -> None:
+    cached = _CachedIndex.model_construct(key=key, passages=[(p.title, p.text) for p in index.passages],
+                                          **{name: getattr(index.bm25, name) for name in _BM25_STATE})
+    temporary = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
+    try:
+        temporary.write_text(cached.model_dump_json(), encoding="utf-8")
+        os.replace(temporary, cache_path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        warnings.warn(f"could not cache the search index at {cache_path} ({error}); it is rebuilt next time",
+                      stacklevel=3)
+
+
 def load_index(path: Path, text_field: str, title_field: str | None, *, cache: bool = True) -> Index:
     """The corpus's index: from the cache next to it when that matches the corpus, else built (and cached)."""
     digest = file_digest(path) if path.is_file() else ""
     key = {"version": CACHE_VERSION, "sha256": digest, "text": text_field, "title": title_field}
-    cache_path = path.with_name(path.name + ".bm25.pickle")
-    if cache and cache_path.is_file():
-        try:
-            with cache_path.open("rb") as handle:
-                stored = pickle.load(handle)
-            if stored.get("key") == key:
-                return stored["index"]
-        except Exception:  # a cut or foreign cache file: rebuild it
-            pass
+    cache_path = path.with_name(path.name + CACHE_SUFFIX)
+    if cache and digest and (index := _read_cache(cache_path, key, path.stat().st_size)) is not None:
+        return index
     passages = read_passages(path, text_field, title_field)
     index = Index(passages, BM25Okapi([tokenize(f"{p.title} {p.text}") for p in passages]))
     if cache:
-        temporary = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
-        try:
-            with temporary.open("wb") as handle:
-                pickle.dump({"key": key, "index": index}, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, cache_path)
-        except OSError as error:
-            temporary.unlink(missing_ok=True)
-            warnings.warn(f"could not cache the search index at {cache_path} ({error}); it is rebuilt next time",
-                          stacklevel=2)
+        _write_cache(cache_path, key, index)
     return index
 
 

@@ -33,8 +33,8 @@ def build_tools(refs: Sequence[misstep.ToolRef]) -> dict[str, misstep.Tool]:
 
 
 def execute(response: str, tools: Mapping[str, misstep.Tool]) -> Execution:
-    """Find the first call of a known tool in ``response`` and run it (tools never raise)."""
+    """Find the first call of a known tool in ``response`` and run it under the tool guard (``misstep.observe``)."""
     call = find_call(response, tools)
     if call is None:
         return Execution(response)
-    return Execution(response, call, tools[call.tool].run(call.argument))
+    return Execution(response, call, misstep.observe(tools[call.tool], call.argument))
