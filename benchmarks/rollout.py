@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=32, help="how many tasks")
     parser.add_argument("--tasks-file", type=Path, help="JSONL file with question/answer (default: made-up tasks)")
     parser.add_argument("--batch-sizes", default="1,8,64", help="comma-separated; 1 is the sequential loop")
+    parser.add_argument("--sequential-tasks", type=int,
+                        help="run the sequential loop (batch size 1) on the first N tasks only (default: all)")
     parser.add_argument("--max-turns", type=int, default=7)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--device", default="auto")
@@ -74,7 +76,8 @@ def main() -> None:
     for size in sizes:
         agent = Agent(backend, [tool], verifier, max_turns=args.max_turns, max_new_tokens=args.max_new_tokens,
                       batch_size=size)
-        results.append({"batch_size": size, **measure(agent, tasks)})
+        subset = tasks[: args.sequential_tasks] if size == 1 and args.sequential_tasks else tasks
+        results.append({"batch_size": size, **measure(agent, subset)})
     model = backend.load()[0]
     device = str(model.device)
     if device.startswith("cuda"):
@@ -85,7 +88,8 @@ def main() -> None:
         device += f" ({platform.processor() or platform.machine()})"
     base = next((r["per_second"] for r in results if r["batch_size"] == 1), results[0]["per_second"])
     print(f"model {args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"{model.dtype}) on {device}; {len(tasks)} tasks, greedy, max {args.max_turns} turns, "
+          f"{model.dtype}) on {device}; {len(tasks)} tasks (the sequential loop: the first "
+          f"{args.sequential_tasks or len(tasks)}), greedy, max {args.max_turns} turns, "
           f"{args.max_new_tokens} new tokens per turn")
     print("| loop | batch size | trajectories | seconds | trajectories/s | avg turns | speed-up |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

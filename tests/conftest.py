@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from misstep.plugins import reset_plugins
-from misstep.testing import build_tiny_model
+from misstep.testing import build_tiny_model, build_tiny_tools_model
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +27,12 @@ def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama with a locally trained tokenizer and a ChatML template (built once per session)."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "chatml")
+
+
+@pytest.fixture(scope="session")
+def tiny_hermes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose Hermes/Qwen-style template renders tools and tool calls (built once per session)."""
+    return build_tiny_tools_model(tmp_path_factory.mktemp("models") / "hermes")
 
 
 @pytest.fixture

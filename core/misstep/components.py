@@ -7,13 +7,15 @@ callback of the matching hook in :mod:`misstep.hookspecs`.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from misstep.datamodel import Example, Message, Task, Trajectory, Verdict
+from misstep.datamodel import Example, Message, Task, ToolSchema, Trajectory, Verdict
 from misstep.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -76,17 +78,42 @@ class TrajectorySource(Component[O]):
         raise NotImplementedError
 
 
+_REACT_DESCRIPTION = re.compile(r"^\s*[\w-]+\s*[\[(]\s*(\w+)\s*[\])]\s*,?\s*(?:which\s+)?(.*)$", re.DOTALL)
+
+
 class Tool(Component[O]):
     """A tool the agent can call: ``run`` takes the raw argument text and returns the observation.
 
     ``run`` must not raise on bad arguments: it returns an observation that starts with ``Error:``.
+    For native tool calling a tool publishes :meth:`schema`: ``parameters`` (the JSON schema of its
+    arguments) or, left None, one string argument named as in a ReAct ``description``
+    (``"calculate[expression], which ..."`` gives ``expression``; otherwise ``input``).
     """
 
     kind = "tool"
     description: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, Any] | None] = None
 
     def run(self, argument: str) -> str:
         raise NotImplementedError
+
+    @classmethod
+    def schema(cls) -> ToolSchema:
+        """The tool as chat templates (``tools=``) and the OpenAI API take it."""
+        match = _REACT_DESCRIPTION.match(cls.description)
+        argument, text = (match.group(1), match.group(2)[:1].upper() + match.group(2)[1:]) if match else \
+            ("input", cls.description or cls.describe())
+        parameters = cls.parameters or {"type": "object", "properties": {argument: {"type": "string"}},
+                                        "required": [argument]}
+        return {"type": "function", "function": {"name": cls.name, "description": text, "parameters": parameters}}
+
+    def argument(self, arguments: Mapping[str, Any]) -> str:
+        """The text ``run`` receives for a native call's ``arguments`` (already valid for the schema): the value
+        of a single argument, else the arguments as JSON. Tools with structured ``parameters`` may override it."""
+        if len(arguments) == 1:
+            value = next(iter(arguments.values()))
+            return value if isinstance(value, str) else json.dumps(value)
+        return json.dumps(dict(arguments), ensure_ascii=False)
 
 
 class Verifier(Component[O]):
@@ -142,6 +169,12 @@ class Loss(Component[O]):
     ranked: ClassVar[bool] = False
     per_token: ClassVar[bool] = False
 
+    @property
+    def takes_negative_weights(self) -> bool:
+        """Whether tokens of negative weight are trained (as unlikelihood terms: ``TokenScores.losses``); the
+        ``train`` stage refuses examples with negative weights for a loss that does not take them."""
+        return False
+
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         raise NotImplementedError
 
@@ -151,6 +184,36 @@ class Loss(Component[O]):
         Ranked features are dicts with ``prompt_ids``, ``candidate_ids``, ``candidate_trained`` and
         ``rewards``. Losses that do not define it get the engine's padded or packed token batches.
         """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    """A tool call found in a reply: the function's name, its arguments, and the id the backend gave it
+    (None: the agent numbers it)."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    """An assistant reply for native tool calling: its text without the calls' markup, and the calls.
+    ``error`` says why the calls could not be read (``content`` is then the whole reply)."""
+
+    content: str
+    calls: tuple[ParsedCall, ...] = ()
+    error: str | None = None
+
+
+class ToolCallParser(Component[O]):
+    """Finds the tool calls in a reply's text (native tool calling with models that write calls as text)."""
+
+    kind = "parser"
+
+    def parse(self, text: str) -> ParsedReply:
+        """Split ``text`` into content and calls. Never raises: an unreadable call is ``error``."""
         raise NotImplementedError
 
 
@@ -188,6 +251,16 @@ class Backend(Component[O]):
         replies = self.generate([c for c in conversations for _ in range(n)], repeated)
         return [replies[i : i + n] for i in range(0, len(replies), n)]
 
+    def respond(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+                tools: Sequence[ToolSchema], parser: ToolCallParser[Any]) -> list[ParsedReply]:
+        """The next assistant turn of each conversation with native tool calling: ``tools`` go to the model
+        (chat template or API), and calls it writes as text are read with ``parser``.
+
+        Backends that support ``action_format: native`` override this.
+        """
+        raise ComponentError(f"the `{self.name}` backend does not support native tool calling; use "
+                             "`action_format: react`, or the `hf` or `openai` backend")
+
     @property
     def model_name(self) -> str:
         return self.name
@@ -223,5 +296,6 @@ KINDS: dict[str, type[Component[Any]]] = {
     "reformatter": Reformatter,
     "loss": Loss,
     "backend": Backend,
+    "parser": ToolCallParser,
     "stage": Stage,
 }

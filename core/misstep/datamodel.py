@@ -2,6 +2,8 @@
 
 Every record is a pydantic model that round-trips through JSON Lines (see :mod:`misstep.jsonl`).
 Each carries ``schema_version`` so that files written by a newer misstep are refused, not misread.
+Version 2 added native tool calls (``Message.tool_calls``, ``tool_call_id``, ``name``) and the tools'
+JSON schemas (``tools``); version-1 records lack them and read as records without tool calls.
 """
 
 from __future__ import annotations
@@ -10,9 +12,17 @@ import math
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Role = Literal["system", "user", "assistant", "tool"]
 Answer = str | int | float | bool | list[str] | None
@@ -25,6 +35,15 @@ class Record(BaseModel):
     kind: ClassVar[str] = "record"
 
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_older(cls, data: Any) -> Any:
+        """An older record is read as the current version: version 1 only lacks fields that default to empty."""
+        if isinstance(data, dict) and isinstance(data.get("schema_version"), int) and \
+                0 < data["schema_version"] < SCHEMA_VERSION:
+            return {**data, "schema_version": SCHEMA_VERSION}
+        return data
 
     @field_validator("schema_version")
     @classmethod
@@ -65,6 +84,10 @@ class Task(Record):
         return value
 
 
+WEIGHT = ("loss weight of the trained tokens: 1 is plain SFT, 0 not trained, above 1 weighted up (TriPosT: 1.5), "
+          "negative (down to -1) an unlikelihood term -|w| * log(1 - p) (the `sft` loss needs `unlikelihood: true`)")
+
+
 class WeightSpan(BaseModel):
     """A character range ``[start, end)`` of a message's content with its own loss weight."""
 
@@ -72,27 +95,86 @@ class WeightSpan(BaseModel):
 
     start: int = Field(ge=0)
     end: int | None = Field(default=None, description="exclusive; None means to the end")
-    weight: float
+    weight: float = Field(ge=-1.0, allow_inf_nan=False, description=WEIGHT)
+
+
+ToolSchema = dict[str, Any]
+"""A tool's JSON schema as chat templates and the OpenAI API take it:
+``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+
+
+class ToolCall(BaseModel):
+    """One native function call of an assistant message: an id (answered by a ``tool`` message with the
+    same ``tool_call_id``), the function's name and its arguments as a JSON object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class Message(BaseModel):
     """One conversation turn and how training treats it.
 
+    An assistant turn may carry native ``tool_calls`` (its ``content`` may then be empty; ``None`` reads
+    as empty); a ``tool`` turn answering one carries its ``tool_call_id`` and the tool's ``name``. A
+    ``tool`` turn without ``tool_call_id`` is a text observation (ReAct). Empty tool fields are left
+    out of the JSON, so text-only records look as they did in schema version 1.
     ``train`` left as None means the default: assistant turns are trained, all others masked.
     ``weight`` scales the loss of every trained token; ``spans`` override it for parts of the content.
+    A negative weight (down to -1) makes the tokens unlikelihood terms, ``-|w| * log(1 - p)``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    content: str
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
     train: bool | None = None
-    weight: float = 1.0
+    weight: float = Field(default=1.0, ge=-1.0, allow_inf_nan=False, description=WEIGHT)
     spans: list[WeightSpan] = Field(default_factory=list)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _null_content(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only assistant messages make tool calls (this one is a {self.role} message)")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise ValueError(f"only tool messages answer a tool call (this one is a {self.role} message)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_tool_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in ("tool_calls", "tool_call_id", "name"):
+            if key in data and not data[key]:
+                del data[key]
+        return data
 
     @property
     def trained(self) -> bool:
         return self.role == "assistant" if self.train is None else self.train
+
+
+def check_tool_turns(messages: list[Message]) -> None:
+    """Raise ValueError naming the message when a ``tool`` turn answers a call id that no earlier assistant
+    turn made, or when two calls share an id."""
+    calls: set[str] = set()
+    for index, message in enumerate(messages):
+        for call in message.tool_calls:
+            if call.id in calls:
+                raise ValueError(f"message {index}: two tool calls have the id {call.id!r}; give each call its own id")
+            calls.add(call.id)
+        if message.tool_call_id is not None and message.tool_call_id not in calls:
+            raise ValueError(f"message {index}: the tool message answers the call id {message.tool_call_id!r}, "
+                             "which no earlier assistant message made")
 
 
 class Verdict(BaseModel):
@@ -142,6 +224,7 @@ class Trajectory(Record):
     prompt_len: int = Field(default=0, ge=0)
     verdict: Verdict | None = None
     provenance: Provenance = Field(default_factory=Provenance)
+    tools: list[ToolSchema] = Field(default_factory=list, description="JSON schemas of the tools it could call")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -149,6 +232,11 @@ class Trajectory(Record):
         if self.prompt_len > len(self.messages):
             raise ValueError(f"prompt_len {self.prompt_len} is past the {len(self.messages)} messages; it counts "
                              "the leading prompt messages")
+        return self
+
+    @model_validator(mode="after")
+    def _calls_answered(self) -> Trajectory:
+        check_tool_turns(self.messages)
         return self
 
     @property
@@ -169,7 +257,13 @@ class Example(Record):
     messages: list[Message]
     label: str | None = None
     reward: float | None = None
+    tools: list[ToolSchema] = Field(default_factory=list, description="JSON schemas given to the chat template")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _calls_answered(self) -> Example:
+        check_tool_turns(self.messages)
+        return self
 
 
 class Candidate(BaseModel):
@@ -191,3 +285,26 @@ class RankedExample(Record):
     prompt: list[Message]
     candidates: list[Candidate] = Field(min_length=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreferenceExample(Record):
+    """A preference pair: one prompt, a chosen and a rejected continuation of it (DPO-style losses).
+
+    Each side may span several turns, tool calls and tool results included; the trained tokens of a side
+    are those of its trained messages, as in :class:`Example`.
+    """
+
+    kind: ClassVar[str] = "preference_example"
+
+    id: str
+    prompt: list[Message]
+    chosen: list[Message] = Field(min_length=1)
+    rejected: list[Message] = Field(min_length=1)
+    tools: list[ToolSchema] = Field(default_factory=list, description="JSON schemas given to the chat template")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _calls_answered(self) -> PreferenceExample:
+        check_tool_turns([*self.prompt, *self.chosen])
+        check_tool_turns([*self.prompt, *self.rejected])
+        return self

@@ -113,6 +113,18 @@ def register_backends(register: Register) -> None:
 
 
 @hookspec
+def register_parsers(register: Register) -> None:
+    """Register tool-call parsers (``ToolCallParser`` subclasses) that find native tool calls in a reply's
+    text (``<tool_call>{...}</tool_call>``, bare JSON, a model family's own markup).
+
+    Called once when the registry is built. Agents name one with ``tool_parser: <cls.name>``.
+
+    :param register: call it with each parser class.
+    :return: ignored.
+    """
+
+
+@hookspec
 def register_stages(register: Register) -> None:
     """Register recipe stages (``Stage`` subclasses), such as ``collect``, ``train`` or a method's loop.
 

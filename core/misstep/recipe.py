@@ -146,6 +146,12 @@ class BackendRef(Ref):
     kind: ClassVar[str] = "backend"
 
 
+class ParserRef(Ref):
+    """A tool-call parser."""
+
+    kind: ClassVar[str] = "parser"
+
+
 def _listed(value: Any) -> Any:
     return [value] if isinstance(value, dict | str) else value
 

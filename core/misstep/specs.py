@@ -14,7 +14,7 @@ from misstep.components import InputPath
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 SMOLLM2 = "smollm2-135m-instruct"
-ALIASES = ("tiny", SMOLLM2)
+ALIASES = ("tiny", "tiny-tools", SMOLLM2)
 """Model names that are not paths: ``tiny`` (built by :mod:`misstep.testing`) and the SmolLM2 GGUF file."""
 
 ModelPath = Annotated[str, InputPath(names=ALIASES)]

@@ -1,8 +1,9 @@
 """Helpers for tests: tiny models trained here in seconds, and stage contexts to call components by hand.
 
 ``build_tiny_model(folder)`` writes a complete model folder (config, weights, tokenizer with a chat
-template) that every misstep component loads like any other local model; ``teach(folder, pairs)``
-fine-tunes it to give chosen replies; ``served(folder, log)``
+template: ChatML, Llama-2, or ``hermes``, a Hermes/Qwen-style template that renders tools and tool calls)
+that every misstep component loads like any other local model; ``teach(folder, pairs)``
+fine-tunes it to give chosen replies (text or tool calls); ``served(folder, log)``
 runs ``transformers serve`` on it for the ``openai`` backend; ``stage_context(folder, plugins)`` is
 what a stage or source sees inside a run. Plugin authors use them in their own tests:
 nothing is downloaded.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from misstep.context import Run, StageContext
-from misstep.datamodel import Example, Message
+from misstep.datamodel import Example, Message, ToolSchema
 from misstep.errors import MisstepError
 from misstep.recipe import Recipe, StageRef
 from misstep.runner import serialise
@@ -33,12 +34,15 @@ from misstep.training.encode import encode_example
 if TYPE_CHECKING:
     from misstep.plugins import Plugins
 
-ChatTemplate = Literal["chatml", "llama2"]
+ChatTemplate = Literal["chatml", "llama2", "hermes"]
 
 SPECIAL_TOKENS = {
     "chatml": {"bos": "<|endoftext|>", "eos": "<|im_end|>", "pad": "<|pad|>", "extra": ["<|im_start|>"]},
     "llama2": {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "extra": []},
+    "hermes": {"bos": "<|endoftext|>", "eos": "<|im_end|>", "pad": "<|pad|>", "extra": ["<|im_start|>"]},
 }
+TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+"""Added (not special) tokens of the ``hermes`` tokenizer, as Qwen's: a call is text the reply keeps."""
 
 # Chat templates in the two families misstep must handle: ChatML (SmolLM2, Qwen) and Llama-2-chat
 # ([INST] ... [/INST], a system prompt folded into the first user turn). Neither has generation markers.
@@ -62,7 +66,75 @@ CHAT_TEMPLATES = {
         "{% endif %}"
         "{% endfor %}"
     ),
+    # Hermes / Qwen 2.5 style: the tools' schemas in the system turn, calls as <tool_call>{json}</tool_call>
+    # in the assistant turn, consecutive tool results in one user turn as <tool_response> blocks.
+    "hermes": (
+        "{%- if tools %}"
+        "{{- '<|im_start|>system\n' }}"
+        "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\n\n' }}{%- endif %}"
+        "{{- '# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided "
+        "with function signatures within <tools></tools> XML tags:\n<tools>' }}"
+        "{%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}"
+        "{{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+        "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+        "<args-json-object>}\n</tool_call><|im_end|>\n' }}"
+        "{%- elif messages[0]['role'] == 'system' %}"
+        "{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}"
+        "{%- endif %}"
+        "{%- for message in messages %}"
+        "{%- if message['role'] == 'system' and loop.first %}"
+        "{%- elif message['role'] == 'assistant' and message['tool_calls'] %}"
+        "{{- '<|im_start|>assistant' }}"
+        "{%- if message['content'] %}{{- '\n' + message['content'] }}{%- endif %}"
+        "{%- for call in message['tool_calls'] %}"
+        "{%- set function = call['function'] if call['function'] is defined else call %}"
+        "{{- '\n<tool_call>\n{\"name\": \"' + function['name'] + '\", \"arguments\": ' }}"
+        "{%- if function['arguments'] is string %}{{- function['arguments'] }}"
+        "{%- else %}{{- function['arguments'] | tojson }}{%- endif %}"
+        "{{- '}\n</tool_call>' }}"
+        "{%- endfor %}"
+        "{{- '<|im_end|>\n' }}"
+        "{%- elif message['role'] == 'tool' %}"
+        "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+        "{{- '\n<tool_response>\n' + message['content'] + '\n</tool_response>' }}"
+        "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}"
+        "{%- else %}"
+        "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+        "{%- endif %}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+    ),
 }
+
+# How `transformers serve` reads the hermes template's replies (its response-template format, as it ships for
+# Qwen): with it, a served tiny model returns calls as `tool_calls`; without it, as text content.
+RESPONSE_TEMPLATES = {
+    "hermes": {
+        "defaults": {"role": "assistant"},
+        "start_anchor": "<|im_start|>assistant\n",
+        "fields": {
+            "tool_calls": {"open_pattern": r"\s*<tool_call>", "close": "</tool_call>", "repeats": True,
+                           "content": "json", "transform": {"type": "function", "function": "{content}"}},
+            "content": {"close_pattern": r"\s*<\|im_end\|>", "content": "text"},
+        },
+    },
+}
+
+_TOOL_CORPUS = """\
+<tool_call>
+{"name": "calculate", "arguments": {"expression": "3 * 12 - 5"}}
+</tool_call>
+<tool_response>
+31
+</tool_response>
+{"type": "function", "function": {"name": "calculate", "description": "Evaluate an arithmetic expression.",
+"parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}}
+# Tools
+You may call one or more functions to assist with the user query.
+You are provided with function signatures within <tools></tools> XML tags:
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+{"name": <function-name>, "arguments": <args-json-object>}
+"""
 
 _CORPUS = """\
 Solve a question answering task with interleaving Thought, Action, Observation steps.
@@ -98,6 +170,8 @@ def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_si
 
     special = SPECIAL_TOKENS[template]
     tokens = [special["pad"], special["bos"], special["eos"], *special["extra"]]
+    if corpus is None:
+        corpus = (_CORPUS + (_TOOL_CORPUS if template == "hermes" else "")).splitlines()
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=individual_digits), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -107,11 +181,14 @@ def train_tokenizer(folder: Path, *, template: ChatTemplate = "chatml", vocab_si
         vocab_size=vocab_size, special_tokens=tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(list(corpus) if corpus is not None else _CORPUS.splitlines(), trainer=trainer)
+    tokenizer.train_from_iterator(list(corpus), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token=special["bos"], eos_token=special["eos"], pad_token=special["pad"],
         additional_special_tokens=special["extra"] or None,
     )
+    if template == "hermes":
+        fast.add_tokens(TOOL_TOKENS)
+        fast.response_template = RESPONSE_TEMPLATES[template]
     fast.chat_template = CHAT_TEMPLATES[template]
     folder.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(folder)
@@ -143,12 +220,18 @@ def build_tiny_model(folder: Path | str, *, template: ChatTemplate = "chatml", h
     return folder
 
 
-def teach(folder: Path, pairs: Sequence[tuple[Sequence[Message], str]], *, steps: int = 150,
-          learning_rate: float = 3e-3) -> Path:
+def build_tiny_tools_model(folder: Path | str) -> Path:
+    """A tiny model with the ``hermes`` template (tools and tool calls), sized to learn tool calls in a test."""
+    return build_tiny_model(folder, template="hermes", vocab_size=800, hidden_size=64)
+
+
+def teach(folder: Path, pairs: Sequence[tuple[Sequence[Message], str | Message]], *, tools: Sequence[ToolSchema] = (),
+          steps: int = 150, learning_rate: float = 3e-3) -> Path:
     """Fine-tune the model in ``folder`` (all weights, plain torch) until it answers each conversation of
-    ``pairs`` with its reply; saved in place. The replies are encoded and padded as the train stage does it.
+    ``pairs`` with its reply (text, or an assistant message with tool calls; ``tools`` go to the chat
+    template); saved in place. The replies are encoded and padded as the train stage does it.
     Makes a tiny random model answer the way a test needs (a teacher that writes tool calls, a student
-    with varied replies)."""
+    with varied replies, an agent that calls tools natively)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -156,8 +239,9 @@ def teach(folder: Path, pairs: Sequence[tuple[Sequence[Message], str]], *, steps
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
-    examples = [Example(id=str(number), messages=[*(m.model_copy(update={"train": False}) for m in conversation),
-                                                  Message(role="assistant", content=reply)])
+    examples = [Example(id=str(number), tools=list(tools), messages=[
+                    *(m.model_copy(update={"train": False}) for m in conversation),
+                    reply if isinstance(reply, Message) else Message(role="assistant", content=reply)])
                 for number, (conversation, reply) in enumerate(pairs)]
     batch = collate_padded([encode_example(e, tokenizer, model.config.max_position_embeddings) for e in examples],
                            tokenizer.pad_token_id)

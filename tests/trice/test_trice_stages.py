@@ -273,3 +273,24 @@ def test_evaluate_decodes_with_beam_search_when_asked(tasks_file, run, tiny_mode
     beams = backend.generate([StudentPrompt().render(q["question"]) for q in QUESTIONS[:2]],
                              [misstep.Sampling(max_new_tokens=8, num_beams=3)] * 2)
     assert [row["response"] for row in results] == beams
+
+
+def test_rank_refuses_target_examples_with_native_tool_calls(tasks_file, run, tmp_path) -> None:
+    call = misstep.ToolCall(id="call_0", name="calculator", arguments={"expression": "2+3"})
+    examples = tmp_path / "examples.jsonl"
+    misstep.write_jsonl(examples, [misstep.Example(id="add", metadata={"task_id": "add"}, messages=[
+        misstep.Message(role="user", content="What is 2 plus 3?"), misstep.Message(role="assistant", tool_calls=[call]),
+        misstep.Message(role="tool", content="5", tool_call_id="call_0"), misstep.Message(role="assistant", content="5")])])
+    recipe = f"""
+    name: native
+    stages:
+      - use: tasks
+        tasks: {{use: jsonl, path: {tasks_file(QUESTIONS)}}}
+      - use: examples
+        path: {examples}
+      - use: trice-rank
+        tasks: tasks
+        sources: [{{source: target, stage: examples}}]
+    """
+    with pytest.raises(misstep.ComponentError, match="example 'add' has native tool calls; TRICE ranks text responses"):
+        run(recipe)

@@ -110,3 +110,12 @@ def test_repeated_interactions_are_removed_and_options_checked(tasks: list[misst
         TriPosTReformatter.Options(improve_data_ratio=0)
     with pytest.raises(misstep.ComponentError, match="tasks"):
         list(TriPosTReformatter().reformat(trajectories(tasks, 1), {}))
+
+
+def test_trajectories_with_native_tool_calls_are_refused(tasks: list[misstep.Task]) -> None:
+    call = misstep.ToolCall(id="call_0", name="calculate", arguments={"expression": "2+3"})
+    native = misstep.Trajectory(id="n#0", task_id=tasks[0].id, messages=[
+        misstep.Message(role="user", content=tasks[0].question), misstep.Message(role="assistant", tool_calls=[call]),
+        misstep.Message(role="tool", content="5", tool_call_id="call_0"), misstep.Message(role="assistant", content="5")])
+    with pytest.raises(misstep.ComponentError, match="trajectory 'n#0' has native tool calls; the tripost reformatter"):
+        list(TriPosTReformatter().reformat([*trajectories(tasks, 2), native], {t.id: t for t in tasks}))

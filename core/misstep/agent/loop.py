@@ -1,8 +1,12 @@
-"""The batched ReAct agent loop: each turn, every live trajectory generates in one backend call.
+"""The batched agent loop: each turn, every live trajectory generates in one backend call.
 
-Trajectories leave the batch as soon as they finish (``finish[...]``, an action error, or the turn
-limit) and waiting rollouts take their places, so the backend always sees up to ``batch_size``
-conversations. Finished trajectories are verified and yielded at once, for the caller to store.
+Actions are ReAct text (``action_format="react"``: ``Action: tool[argument]``, ending with
+``finish[answer]``) or native tool calls (``"native"``: the tools' JSON schemas go to the backend, the
+model's calls come back as ``tool_calls`` and each result as a ``tool`` message; a reply without a call
+is the final answer). Trajectories leave the batch as soon as they finish (the answer, an action error,
+or the turn limit) and waiting rollouts take their places, so the backend always sees up to
+``batch_size`` conversations. Finished trajectories are verified and yielded at once, for the caller to
+store.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from misstep.actions import ActionError, parse_action
+from misstep.agent.native import ToolBox
 from misstep.backends import cut_at_stop
-from misstep.components import Backend, Sampling, Tool, Verifier
-from misstep.datamodel import Message, Provenance, Task, Trajectory
+from misstep.components import Backend, ParsedReply, Sampling, Tool, ToolCallParser, Verifier
+from misstep.datamodel import Message, Provenance, Task, ToolCall, Trajectory
 from misstep.errors import ComponentError
 from misstep.prompts import PromptTemplate
 
@@ -125,11 +130,12 @@ class _Live:
 
 
 class Agent:
-    """Runs the ReAct loop for many rollouts at once with a backend, tools and a verifier.
+    """Runs the agent loop for many rollouts at once with a backend, tools and a verifier.
 
     ``prompt_transform`` rewrites each rendered prompt (evaluation uses it to apply a trained model's
     ``Reformatter.inference_prompt``). ``batch_size`` bounds the conversations per backend call; 1 gives
-    the one-task-at-a-time loop of the papers' code.
+    the one-task-at-a-time loop of the papers' code. ``action_format="native"`` needs a ``parser`` for
+    calls that the backend gets as text.
     """
 
     def __init__(
@@ -146,9 +152,15 @@ class Agent:
         batch_size: int = 64,
         prompt_transform: PromptTransform | None = None,
         source: str = "agent",
+        action_format: Literal["react", "native"] = "react",
+        parser: ToolCallParser[Any] | None = None,
     ) -> None:
         if max_turns < 1 or batch_size < 1:
             raise ComponentError(f"max_turns and batch_size must be at least 1 (got {max_turns}, {batch_size})")
+        if action_format == "native" and parser is None:
+            raise ComponentError("action_format native needs a tool-call parser (e.g. `tool_parser: hermes`)")
+        self.parser = parser
+        self.toolbox = ToolBox(tools) if action_format == "native" else None
         self.backend = backend
         self.tools = {tool.name: tool for tool in tools}
         self.verifier = verifier
@@ -170,19 +182,25 @@ class Agent:
                 live.append(self._start(rollout))
             if not live:
                 return
-            replies = self.backend.generate([state.messages for state in live], [self._sampling(s) for s in live])
+            replies = self._replies([state.messages for state in live], [self._sampling(s) for s in live])
             if len(replies) != len(live):
                 raise ComponentError(
                     f"backend {self.backend.name!r} returned {len(replies)} replies for {len(live)} conversations"
                 )
             still: list[_Live] = []
             for state, reply in zip(live, replies):
-                finished = self._step(state, reply)
+                finished = self._step(state, reply) if isinstance(reply, str) else self._step_native(state, reply)
                 if finished is None:
                     still.append(state)
                 else:
                     yield finished
             live = still
+
+    def _replies(self, conversations: list[list[Message]], sampling: list[Sampling]) -> list[str | ParsedReply]:
+        """One backend call for the batch: text replies (ReAct) or replies with their tool calls (native)."""
+        if self.toolbox is not None and self.parser is not None:
+            return [*self.backend.respond(conversations, sampling, self.toolbox.schemas, self.parser)]
+        return [*self.backend.generate(conversations, sampling)]
 
     def _start(self, rollout: Rollout) -> _Live:
         prompt = self.prompt.render(rollout.task.question)
@@ -216,6 +234,31 @@ class Agent:
             return self._finish(state, None, "max_turns")
         return None
 
+    def _step_native(self, state: _Live, reply: ParsedReply) -> Trajectory | None:
+        """Record a native-calling turn: run its calls (each result a ``tool`` message), or end the episode on
+        a final answer (a reply without calls) or an action error (an unreadable, unknown or invalid call)."""
+        assert self.toolbox is not None
+        made = sum(len(message.tool_calls) for message in state.messages)
+        calls = [ToolCall(id=call.id or f"call_{made + number}", name=call.name, arguments=call.arguments)
+                 for number, call in enumerate(reply.calls)]
+        state.messages.append(Message(role="assistant", content=reply.content, tool_calls=calls))
+        state.turns += 1
+        problem = reply.error or next(filter(None, map(self.toolbox.problem, reply.calls)), None)
+        if problem is None and not calls and not reply.content:
+            problem = "an empty reply: no answer and no tool call"
+        if problem is not None:
+            state.metadata["action_error"] = problem
+            return self._finish(state, None, "action_error")
+        if not calls:
+            return self._finish(state, reply.content, "finish")
+        for call in calls:
+            tool = self.toolbox.tools[call.name]
+            state.messages.append(Message(role="tool", content=observe(tool, tool.argument(call.arguments)),
+                                          tool_call_id=call.id, name=call.name))
+        if state.turns >= self.max_turns:
+            return self._finish(state, None, "max_turns")
+        return None
+
     def _observe(self, tool: str, argument: str) -> str:
         return observe(self.tools[tool], argument)
 
@@ -228,6 +271,7 @@ class Agent:
             messages=state.messages,
             prompt_len=state.prompt_len,
             verdict=verdict,
+            tools=self.toolbox.schemas if self.toolbox is not None else [],
             provenance=Provenance(
                 source=self.source,
                 model=self.backend.model_name,

@@ -4,7 +4,8 @@ Requests with the same sampling settings share one ``generate`` call (left paddi
 strings that end each row on its own; sampling or beam search, one or several replies per request);
 the model loads on first use, in bf16 where the GPU or CPU computes it natively
 (:mod:`misstep.precision`), else in float32. A conversation that ends with an assistant message is
-continued: the reply is the rest of that message.
+continued: the reply is the rest of that message. Native tool calling renders the tools' schemas with
+the chat template's ``tools=`` and reads the calls in the reply with the agent's tool-call parser.
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ from typing import Any
 from pydantic import Field
 
 from misstep.backends import cut_at_stop
-from misstep.components import Backend, Options, Sampling
-from misstep.datamodel import Message
+from misstep.components import Backend, Options, ParsedReply, Sampling, ToolCallParser
+from misstep.datamodel import Message, ToolSchema
 from misstep.errors import ComponentError
 from misstep.precision import Choice, choose, from_dtype
 from misstep.specs import ModelSpec
 from misstep.training.encode import chat_messages
 
 
-def prompt_text(tokenizer: Any, conversation: Sequence[Message]) -> str:
-    """The chat template's text to generate from: a new assistant turn, or, when the conversation ends
-    with an assistant message, the rest of that message (a prefill)."""
+def prompt_text(tokenizer: Any, conversation: Sequence[Message], tools: Sequence[ToolSchema] = ()) -> str:
+    """The chat template's text to generate from (with ``tools=``): a new assistant turn, or, when the
+    conversation ends with an assistant message, the rest of that message (a prefill)."""
     prefill = bool(conversation) and conversation[-1].role == "assistant"
-    return tokenizer.apply_chat_template(chat_messages(conversation), tokenize=False,
+    return tokenizer.apply_chat_template(chat_messages(conversation), tools=list(tools) or None, tokenize=False,
                                          add_generation_prompt=not prefill, continue_final_message=prefill)
 
 
@@ -94,9 +95,17 @@ class HFBackend(Backend["HFBackend.Options"]):
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
         return [replies[0] for replies in self.generate_n(conversations, sampling, 1)]
 
+    def respond(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+                tools: Sequence[ToolSchema], parser: ToolCallParser[Any]) -> list[ParsedReply]:
+        return [parser.parse(replies[0]) for replies in self._replies(conversations, sampling, 1, tools)]
+
     def generate_n(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
                    n: int) -> list[list[str]]:
         """``n`` replies per conversation from one ``generate`` call per chunk: samples, or the ``n`` best beams."""
+        return self._replies(conversations, sampling, n, ())
+
+    def _replies(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling], n: int,
+                 tools: Sequence[ToolSchema]) -> list[list[str]]:
         if len(conversations) != len(sampling):
             raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
         for params in sampling:
@@ -104,7 +113,7 @@ class HFBackend(Backend["HFBackend.Options"]):
                 raise ComponentError(f"{n} replies asked of a beam search {params.num_beams} wide; "
                                      "raise `num_beams:` to at least the number of replies")
         model, tokenizer = self.load()
-        prompts = [prompt_text(tokenizer, conversation) for conversation in conversations]
+        prompts = [prompt_text(tokenizer, conversation, tools) for conversation in conversations]
         ids: list[list[int]] = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
         limit = getattr(model.config, "max_position_embeddings", None)
         groups: dict[Sampling, list[int]] = defaultdict(list)  # settings but the seed -> requests

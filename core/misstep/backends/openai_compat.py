@@ -7,7 +7,9 @@ completion (not JSON, empty, no choices, no message, non-text content) are faile
 exponential backoff; when the retries run out, :class:`~misstep.errors.ComponentError` names the
 endpoint and what it sent.
 A conversation that ends with an assistant message asks for its continuation (vLLM's
-``continue_final_message``).
+``continue_final_message``). Native tool calling sends the tools' schemas as ``tools=`` and reads the
+reply's ``tool_calls``; a server that returns a call as text content instead (``transformers serve``
+for a model without a response template) has it read with the agent's tool-call parser.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import asyncio
 import json
 import os
 import random
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from misstep.backends import cut_at_stop
-from misstep.components import Backend, Options, Sampling
-from misstep.datamodel import Message
+from misstep.components import Backend, Options, ParsedCall, ParsedReply, Sampling, ToolCallParser
+from misstep.datamodel import Message, ToolSchema
 from misstep.errors import ComponentError
 from misstep.training.encode import chat_messages
 
@@ -33,12 +35,29 @@ MAX_API_STOPS = 4  # the OpenAI API accepts at most four stop sequences
 SHOWN = 200  # characters of an unusable reply quoted in the error
 
 
+class ReplyFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: str | dict[str, Any] = ""
+
+
+class ReplyToolCall(BaseModel):
+    """A native tool call in a reply (its arguments are checked by :func:`reply_of`, as the model's output)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    function: ReplyFunction
+
+
 class ReplyMessage(BaseModel):
     """The assistant message of a chat-completion choice (other fields are kept, unchecked)."""
 
     model_config = ConfigDict(extra="allow")
 
     content: str | None = None
+    tool_calls: list[ReplyToolCall] | None = None
 
 
 class ReplyChoice(BaseModel):
@@ -102,14 +121,25 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
         return self.options.model
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+        return self._all(conversations, sampling, (), lambda message, params: cut_at_stop(message.content or "",
+                                                                                             params.stop))
+
+    def respond(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+                tools: Sequence[ToolSchema], parser: ToolCallParser[Any]) -> list[ParsedReply]:
+        return self._all(conversations, sampling, tools, lambda message, params: reply_of(message, parser, params))
+
+    def _all(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+             tools: Sequence[ToolSchema], read: Callable[[ReplyMessage, Sampling], T]) -> list[T]:
+        """One request per conversation; ``read`` turns each reply message into the result."""
         if len(conversations) != len(sampling):
             raise ComponentError(f"{len(conversations)} conversations but {len(sampling)} sampling settings")
         self.refuse_beam_search(sampling)
         if not conversations:
             return []
-        return _run(self._generate_all(conversations, sampling))
+        return _run(self._generate_all(conversations, sampling, tools, read))
 
-    async def _generate_all(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling]) -> list[str]:
+    async def _generate_all(self, conversations: Sequence[Sequence[Message]], sampling: Sequence[Sampling],
+                            tools: Sequence[ToolSchema], read: Callable[[ReplyMessage, Sampling], T]) -> list[T]:
         import openai
 
         opts = self.options
@@ -122,17 +152,19 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
         limit = asyncio.Semaphore(opts.concurrency)
         try:
             return list(await asyncio.gather(*(
-                self._one(client, limit, messages, params) for messages, params in zip(conversations, sampling)
+                self._one(client, limit, messages, params, tools, read)
+                for messages, params in zip(conversations, sampling)
             )))
         finally:
             await client.close()
 
-    async def _one(self, client: Any, limit: asyncio.Semaphore, messages: Sequence[Message], params: Sampling) -> str:
+    async def _one(self, client: Any, limit: asyncio.Semaphore, messages: Sequence[Message], params: Sampling,
+                   tools: Sequence[ToolSchema], read: Callable[[ReplyMessage, Sampling], T]) -> T:
         import openai
 
         request: dict[str, Any] = {
             "model": self.options.model,
-            "messages": chat_messages(messages),
+            "messages": chat_messages(messages, arguments_as_text=True),
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
@@ -141,6 +173,8 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             request["stop"] = list(params.stop[:MAX_API_STOPS])
         if params.seed is not None:
             request["seed"] = params.seed
+        if tools:
+            request["tools"] = list(tools)
         if messages and messages[-1].role == "assistant":  # continue it (vLLM's parameters for a prefill)
             request["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
         delay = self.options.backoff
@@ -149,7 +183,7 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
                 async with limit:
                     body = await asyncio.wait_for(self._post(client, request), self.options.timeout)
                 reply = parse_completion(body)
-                return cut_at_stop(reply.choices[0].message.content or "", params.stop)
+                return read(reply.choices[0].message, params)
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, TimeoutError,
                     BadReply) as error:
                 if attempt == self.options.retries:
@@ -198,6 +232,28 @@ class OpenAIBackend(Backend["OpenAIBackend.Options"]):
             429: "rate limited: lower `concurrency:` or raise `retries:`",
         }.get(status, "check `model:` and the sampling options")
         return f"the {where} answered HTTP {status} ({tries}): {_message(error).rstrip('.')}; {hint}"
+
+
+def reply_of(message: ReplyMessage, parser: ToolCallParser[Any], params: Sampling) -> ParsedReply:
+    """A native-calling reply from an API message: its ``tool_calls`` (arguments are JSON strings), or, when it
+    has none, the calls that ``parser`` finds in its text."""
+    content = cut_at_stop(message.content or "", params.stop)
+    if not message.tool_calls:
+        return parser.parse(content)
+    calls = []
+    for call in message.tool_calls:
+        name, arguments = call.function.name, call.function.arguments
+        if isinstance(arguments, str):
+            text = arguments
+            try:
+                arguments = json.loads(text) if text.strip() else {}
+            except json.JSONDecodeError as error:
+                return ParsedReply(content=content, error=f"the arguments of the call to {name!r} are not JSON "
+                                                          f"({error.msg}): {text[:80]!r}")
+        if not isinstance(arguments, dict):
+            return ParsedReply(content=content, error=f"the arguments of the call to {name!r} are not a JSON object")
+        calls.append(ParsedCall(name=name, arguments=arguments, id=call.id or None))
+    return ParsedReply(content=content.strip(), calls=tuple(calls))
 
 
 def _message(error: Exception) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from misstep.agent import STOP, Agent, Rollout, TrajectoryStore, rollout_seed
 from misstep.agent.loop import PromptTransform, rollout_key
@@ -21,7 +21,7 @@ from misstep.errors import DataError
 from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import write_jsonl
 from misstep.prompts import PromptTemplate
-from misstep.recipe import BackendRef, ToolRef, VerifierRef
+from misstep.recipe import BackendRef, ParserRef, ToolRef, VerifierRef
 from misstep.specs import ModelSpec
 from misstep.context import StageContext
 
@@ -38,6 +38,19 @@ class AgentOptions(TasksStage.Options):
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: list[str] = Field(default_factory=lambda: [STOP])
     batch_size: int = Field(default=64, gt=0, description="trajectories generating together")
+    action_format: Literal["react", "native"] = Field(
+        default="react", description="react: `Action: tool[argument]` text, `finish[answer]` ends; native: the "
+        "tools' JSON schemas go to the model, which calls them natively and ends with a reply without a call")
+    tool_parser: ParserRef = Field(default_factory=lambda: ParserRef(use="hermes"),
+                                   description="native: how calls written as text are read (hermes, json)")
+
+    @model_validator(mode="after")
+    def _native_prompt(self) -> AgentOptions:
+        """Native tool calling asks in its own words unless the recipe sets `prompt:` (the ReAct presets
+        describe `tool[argument]` actions)."""
+        if self.action_format == "native" and "prompt" not in self.model_fields_set:
+            self.prompt = PromptTemplate(preset="tools", acknowledgement=None)
+        return self
 
 
 def unique_tasks(tasks: list[Task]) -> list[Task]:
@@ -79,6 +92,8 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
                     batch_size=options.batch_size,
                     prompt_transform=prompt_transform,
                     source=ctx.spec.use,
+                    action_format=options.action_format,
+                    parser=options.tool_parser.build(),
                 )
                 for trajectory in ctx.progress(agent.run(todo), desc="trajectories", total=len(todo)):
                     store.add(trajectory)

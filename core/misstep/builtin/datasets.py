@@ -16,7 +16,8 @@ from pydantic import Field
 
 from misstep.jsonl import AllowEmpty, iter_json_rows, validate_record
 from misstep.builtin.verifiers import parse_number, yes_no
-from misstep.components import InputPath, Options, TaskLoader
+from misstep import components
+from misstep.components import InputPath, TaskLoader
 from misstep.datamodel import Answer, Task
 from misstep.errors import DataError
 from misstep.hookspecs import Register, hookimpl
@@ -25,7 +26,7 @@ from misstep.hookspecs import Register, hookimpl
 class DatasetTasks(TaskLoader["DatasetTasks.Options"]):
     """Base of the dataset loaders: ``question`` and ``answer`` fields, an optional ``id``, the rest metadata."""
 
-    class Options(Options):
+    class Options(components.Options):
         path: Annotated[Path, InputPath()] = Field(description="the dataset file (JSON Lines, or one JSON list)")
         split: str = Field(default="", description="default: the file name without extension ('test')")
         dataset: str = Field(default="", description="name used in ids and reports; default: the loader's name")

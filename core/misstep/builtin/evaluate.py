@@ -110,8 +110,12 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N tasks.")
     @click.option("--verifier", default="numeric", show_default=True, help="Verifier that judges answers.")
     @click.option("--tool", "tools", multiple=True, help="A tool the agent may call (e.g. calculate). Repeatable.")
-    @click.option("--preset", type=click.Choice(list(PRESETS)), default="math", show_default=True,
-                  help="NAT instruction wording.")
+    @click.option("--preset", type=click.Choice(list(PRESETS)),
+                  help="Instruction wording (default: NAT's math; tools with --action-format native).")
+    @click.option("--action-format", type=click.Choice(["react", "native"]), default="react", show_default=True,
+                  help="ReAct text actions, or native tool calls (the tools' schemas go to the model).")
+    @click.option("--tool-parser", default="hermes", show_default=True,
+                  help="With --action-format native: how calls written as text are read (hermes, json).")
     @click.option("--max-turns", type=click.IntRange(min=1), default=7, show_default=True)
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
     @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
@@ -122,8 +126,9 @@ def register_commands(cli: click.Group) -> None:
                   show_default=True, help="Output folder (a re-run resumes in it).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
     def eval_command(model: str, tasks: tuple[str, ...], limit: int | None, verifier: str, tools: tuple[str, ...],
-                     preset: str, max_turns: int, batch_size: int, temperature: float, base_url: str | None,
-                     no_inference_prompt: bool, out: Path, quiet: bool) -> None:
+                     preset: str | None, action_format: str, tool_parser: str, max_turns: int, batch_size: int,
+                     temperature: float, base_url: str | None, no_inference_prompt: bool, out: Path,
+                     quiet: bool) -> None:
         """Evaluate a model on test tasks with the ReAct agent; print and save the metrics."""
         plugins = get_plugins()
         stage: dict[str, Any] = {
@@ -132,7 +137,9 @@ def register_commands(cli: click.Group) -> None:
             "limit": limit,
             "verifier": verifier,
             "tools": list(tools),
-            "prompt": {"preset": preset},
+            **({"prompt": {"preset": preset}} if preset else {}),
+            "action_format": action_format,
+            "tool_parser": tool_parser,
             "max_turns": max_turns,
             "batch_size": batch_size,
             "temperature": temperature,

@@ -12,8 +12,9 @@ from misstep import components
 from misstep.components import InputPath, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
+from misstep.formats import FieldMap, FormatName, read_trajectories
 from misstep.hookspecs import Register, hookimpl
-from misstep.jsonl import AllowEmpty, iter_json_rows, read_jsonl, validate_record
+from misstep.jsonl import AllowEmpty, iter_json_rows, validate_record
 
 
 class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
@@ -54,16 +55,18 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
 
 
 class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
-    """Trajectories from misstep's own JSON Lines store."""
+    """Trajectories from a file in misstep's format or another one (openai, sharegpt, trl-*: docs/formats.md)."""
 
     name = "trajectories"
 
-    class Options(components.Options):
-        path: Annotated[Path, InputPath()]
+    class Options(FieldMap):
+        path: Annotated[Path, InputPath()] = Field(description="JSONL, JSON list, Parquet or CSV file")
+        format: FormatName = Field(default="misstep", description="the file's format")
         allow_empty: AllowEmpty = False
 
     def trajectories(self, ctx: Any) -> Iterator[Trajectory]:
-        yield from read_jsonl(self.options.path, Trajectory, allow_empty=self.options.allow_empty)
+        opts = self.options
+        yield from read_trajectories(opts.path, opts.format, opts, allow_empty=opts.allow_empty)
 
 
 @hookimpl

@@ -85,7 +85,11 @@ class TrainStage(Stage["TrainStage.Options"]):
         precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
             default="auto", description="auto: bf16 autocast (float32 master weights) on a GPU or CPU with native "
             "bf16, else fp32")
-        gradient_checkpointing: bool = False
+        gradient_checkpointing: Literal["selective", "full"] | bool = Field(
+            default=False, description="recompute activations in the backward pass: full (or true) keeps only each "
+            "decoder layer's input (least memory, about a third more compute), selective keeps the outputs of "
+            "matrix products and attention and recomputes the element-wise operations (about half the "
+            "activations, a few percent more compute)")
         packing: Literal["auto"] | bool = Field(
             default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked losses)")
         deepspeed: Annotated[str, InputPath(names=tuple(DEEPSPEED_PRESETS))] | dict[str, Any] | None = Field(
@@ -108,7 +112,7 @@ class TrainStage(Stage["TrainStage.Options"]):
         result_file = ctx.dir / "result.json"
         stats_file = ctx.dir / "dataset.json"
         if not (result_file.is_file() and (output / MODEL_INFO).is_file()):  # not already trained before a crash
-            stats = self._encode(ctx, model, loss.ranked)
+            stats = self._encode(ctx, model, loss)
             stats_file.write_text(json.dumps(stats, indent=2) + "\n")
             self._train(ctx, model, loss.ranked)
             shutil.rmtree(ctx.dir / "checkpoints", ignore_errors=True)  # the model is saved: no resume needed
@@ -123,11 +127,15 @@ class TrainStage(Stage["TrainStage.Options"]):
             return ctx.model
         return trained_spec(ctx.output(self.options.init, "model"), dtype=ctx.model.dtype)
 
-    def _encode(self, ctx: StageContext, model: ModelSpec, ranked: bool) -> dict[str, int]:
-        """Encode the examples into ``dataset.jsonl``; return counts of examples, trained tokens, truncated."""
+    def _encode(self, ctx: StageContext, model: ModelSpec, loss: Loss[Any]) -> dict[str, int]:
+        """Encode the examples into ``dataset.jsonl``; return counts of examples, trained tokens, truncated.
+
+        Examples with negative weights are refused unless the loss takes them (``sft`` with unlikelihood).
+        """
         from misstep.training.encode import encode_example, encode_ranked
 
         opts = self.options
+        ranked = loss.ranked
         path = Path(ctx.output(opts.examples, "examples"))
         if not path.is_file():
             raise MisstepError(f"the examples of stage {opts.examples!r} are missing: {path} does not exist. "
@@ -151,6 +159,11 @@ class TrainStage(Stage["TrainStage.Options"]):
                     row: dict[str, Any] = dict(features)
                 else:
                     encoded = encode_example(record, tokenizer, opts.max_length)
+                    if not loss.takes_negative_weights and min(encoded.weights, default=0.0) < 0:
+                        raise DataError(
+                            f"example {record.id!r} has tokens of negative weight (unlikelihood terms), which loss "
+                            f"{opts.loss.use!r} does not train: set `loss: {{use: sft, unlikelihood: true}}` to train "
+                            "them, or give the example's messages and spans weights of 0 or more", path=path)
                     truncated += encoded.truncated
                     count = encoded.trained_tokens
                     row = {"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
@@ -198,6 +211,7 @@ class TrainStage(Stage["TrainStage.Options"]):
             info={"base": _base(model), "reformatter": ctx.output(opts.examples, "reformatter", None),
                   "loss": dump_recipe(opts.loss), "recipe": ctx.recipe.name, "stage": ctx.name},
             packing=packing,
+            checkpointing="full" if opts.gradient_checkpointing is True else opts.gradient_checkpointing or None,
             max_length=opts.max_length,
             arguments=self._arguments(ctx, cuda, deepspeed),
         )
@@ -231,7 +245,6 @@ class TrainStage(Stage["TrainStage.Options"]):
             "gradient_accumulation_steps": opts.gradient_accumulation,
             "bf16": precision == "bf16",
             "fp16": precision == "fp16",
-            **_checkpointing(opts.gradient_checkpointing),
             "deepspeed": deepspeed,
             "report_to": opts.report_to,
             "logging_steps": opts.logging_steps,
@@ -243,17 +256,6 @@ class TrainStage(Stage["TrainStage.Options"]):
             "remove_unused_columns": False,
             "disable_tqdm": ctx.run.quiet,
         }
-
-
-def _checkpointing(enabled: bool) -> dict[str, Any]:
-    """Gradient checkpointing arguments under the name this transformers uses (``activation_`` since 5.x)."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    names = {field.name for field in dataclasses.fields(TrainingArguments)}
-    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
 def _base(model: ModelSpec) -> str:

@@ -1,11 +1,15 @@
 """Examples to token ids with labels and weights, from one rendering of the whole conversation.
 
-The conversation is rendered once with the tokenizer's chat template (``tool`` turns as ``user``, as
-the agent sends them at inference) and tokenised once with character offsets. Each message's content is
-located in the rendered text, so a token belongs to a message by its characters: tokenising message by
-message would change the tokens at the boundaries. A trained message's labels cover its content and
+The conversation is rendered once with the tokenizer's chat template (the example's tool schemas as
+``tools=``; text observations in ``tool`` turns as ``user``, as the ReAct agent sends them; tool results
+that answer a call as ``tool`` turns) and tokenised once with character offsets. Each message's content
+is located in the rendered text, so a token belongs to a message by its characters: tokenising message
+by message would change the tokens at the boundaries. A trained message's labels cover its content and
 the template's closing text up to and including the first special token after it (``<|im_end|>``,
-``</s>``): the model learns to end its turn. No generation markers are needed in the template.
+``</s>``): the model learns to end its turn. An assistant turn with tool calls also covers the calls as
+the template writes them; when it has no text, it starts where the template's generation prompt for it
+ends (so the template must render the conversation before it, with the generation prompt, as the
+beginning of the whole). No generation markers are needed in the template.
 
 Labels are unshifted (``labels[t] == input_ids[t]`` where trained, ``-100`` elsewhere); losses shift.
 The first token of an example is never labelled, so examples can be packed into one row.
@@ -14,11 +18,12 @@ The first token of an example is never labelled, so examples can be packed into 
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from misstep.datamodel import Example, Message, RankedExample
+from misstep.datamodel import Example, Message, RankedExample, ToolCall, ToolSchema
 from misstep.errors import DataError, MisstepError
 from misstep.training.token_loss import IGNORE_INDEX, ExampleInfo
 
@@ -61,21 +66,58 @@ class _Range:
     weight: float
 
 
-def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """Messages as chat-template input; ``tool`` observations become ``user`` turns."""
-    return [{"role": "user" if m.role == "tool" else m.role, "content": m.content} for m in messages]
+def chat_call(call: ToolCall, *, arguments_as_text: bool = False) -> dict[str, Any]:
+    """A tool call as chat templates (arguments as an object) or the OpenAI API (as a JSON string) take it."""
+    arguments: Any = json.dumps(call.arguments, ensure_ascii=False) if arguments_as_text else call.arguments
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
-def render(tokenizer: Any, messages: Sequence[Message], *, generation_prompt: bool = False) -> str:
-    """The chat template's text for ``messages`` (a template error becomes a MisstepError)."""
+def chat_messages(messages: Sequence[Message], *, arguments_as_text: bool = False) -> list[dict[str, Any]]:
+    """Messages as chat-template (or OpenAI API) input. A ``tool`` turn that answers a call keeps its role,
+    call id and name; one without a call id is a text observation and becomes a ``user`` turn."""
+    rows: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool" and message.tool_call_id is None:
+            rows.append({"role": "user", "content": message.content})
+            continue
+        row: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            row["tool_calls"] = [chat_call(call, arguments_as_text=arguments_as_text) for call in message.tool_calls]
+        if message.tool_call_id is not None:
+            row["tool_call_id"] = message.tool_call_id
+        if message.name is not None:
+            row["name"] = message.name
+        rows.append(row)
+    return rows
+
+
+def render(tokenizer: Any, messages: Sequence[Message], *, tools: Sequence[ToolSchema] = (),
+           generation_prompt: bool = False) -> str:
+    """The chat template's text for ``messages`` and ``tools`` (a template error becomes a MisstepError)."""
     if not getattr(tokenizer, "chat_template", None):
-        raise MisstepError("the tokenizer has no chat template; training on conversations needs one (set "
+        raise MisstepError("the tokenizer has no chat template; misstep renders conversations with it (set "
                            "`model.tokenizer:` to a tokenizer folder whose tokenizer_config.json has chat_template)")
     try:
-        return tokenizer.apply_chat_template(chat_messages(messages), tokenize=False,
+        return tokenizer.apply_chat_template(chat_messages(messages), tools=list(tools) or None, tokenize=False,
                                              add_generation_prompt=generation_prompt)
     except Exception as error:  # jinja raises its own errors (e.g. roles must alternate)
         raise MisstepError(f"the chat template cannot render this conversation: {error}") from None
+
+
+def _call_starts(tokenizer: Any, messages: Sequence[Message], tools: Sequence[ToolSchema], text: str,
+                 first: int = 0) -> dict[int, int]:
+    """Where each calling assistant turn without text starts in ``text``: the end of the template's
+    rendering of the messages before it with the generation prompt (keys count from ``messages[first]``)."""
+    starts = {}
+    for index in range(first, len(messages)):
+        if messages[index].tool_calls and not messages[index].content:
+            before = render(tokenizer, messages[:index], tools=tools, generation_prompt=True)
+            if not text.startswith(before):
+                raise MisstepError(f"message {index} (a tool call): the chat template does not render the messages "
+                                   "before it, with the generation prompt, as the beginning of the conversation, so "
+                                   "the call's tokens cannot be found")
+            starts[index - first] = len(before)
+    return starts
 
 
 def _end_markers(tokenizer: Any) -> list[str]:
@@ -86,21 +128,44 @@ def _end_markers(tokenizer: Any) -> list[str]:
     return sorted(token for token in special if token and token not in skip)
 
 
-def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start: int = 0) -> list[list[_Range]]:
-    """For each message, the trained character ranges of ``text`` (empty for masked messages)."""
+def _closing(text: str, end: int, gap_end: int, markers: Sequence[str]) -> int:
+    """The end of the first special token in ``text[end:gap_end]`` (``end`` when there is none)."""
+    gap = text[end:gap_end]
+    hits = [(gap.find(marker), marker) for marker in markers if marker in gap]
+    return end + min(hits)[0] + len(min(hits)[1]) if hits else end
+
+
+def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start: int = 0,
+           call_starts: dict[int, int] | None = None) -> list[list[_Range]]:
+    """For each message, the trained character ranges of ``text`` (empty for masked messages).
+
+    ``call_starts`` gives where each calling assistant turn without text starts (:func:`_call_starts`).
+    """
     located: list[tuple[int, int, int]] = []  # content start and end in ``text``, where the original starts
+    calls: dict[int, int] = {}  # calling turn -> the end of its closing special token
     cursor = start
     for index, message in enumerate(messages):
-        found = text.find(message.content, cursor)
-        content = message.content
-        if found < 0:  # templates may trim content
-            content = message.content.strip()
-            found = text.find(content, cursor)
+        if message.tool_calls and not message.content:
+            found = content_start = (call_starts or {})[index]
+            content = ""
+        else:
+            found = text.find(message.content, cursor)
+            content = message.content
+            if found < 0:  # templates may trim content
+                content = message.content.strip()
+                found = text.find(content, cursor)
+            content_start = found - message.content.find(content)
         if found < 0:
             raise MisstepError(f"message {index} ({message.role}) is not in the text its chat template renders; "
                                "the template rewrites message content, so tokens cannot be mapped to messages")
-        located.append((found, found + len(content), found - message.content.find(content)))
+        located.append((found, found + len(content), content_start))
         cursor = found + len(content)
+        if message.tool_calls:
+            calls[index] = cursor = _closing(text, cursor, len(text), markers)
+            missing = [call.name for call in message.tool_calls if call.name not in text[found:cursor]]
+            if missing:
+                raise MisstepError(f"message {index} calls {missing[0]!r}, but its chat template does not write the "
+                                   "call into the text; use a tokenizer whose chat template supports tool calls")
     ranges: list[list[_Range]] = []
     for index, message in enumerate(messages):
         begin, end, origin = located[index]
@@ -108,9 +173,7 @@ def _spans(text: str, messages: Sequence[Message], markers: Sequence[str], start
             ranges.append([])
             continue
         gap_end = located[index + 1][0] if index + 1 < len(messages) else len(text)
-        gap = text[end:gap_end]
-        hits = [(gap.find(marker), marker) for marker in markers if marker in gap]
-        closing = end + min(hits)[0] + len(min(hits)[1]) if hits else end
+        closing = calls[index] if index in calls else _closing(text, end, gap_end, markers)
         ranges.append(_message_ranges(message, begin, end, closing, origin))
     return ranges
 
@@ -181,8 +244,9 @@ def encode_example(example: Example, tokenizer: Any, max_length: int) -> Encoded
     are dropped (earlier turns keep theirs) and ``truncated`` is set.
     """
     try:
-        text = render(tokenizer, example.messages)
-        ranges = _spans(text, example.messages, _end_markers(tokenizer))
+        text = render(tokenizer, example.messages, tools=example.tools)
+        starts = _call_starts(tokenizer, example.messages, example.tools, text)
+        ranges = _spans(text, example.messages, _end_markers(tokenizer), call_starts=starts)
     except MisstepError as error:
         raise DataError(f"example {example.id!r}: {error}") from None
     ids, offsets = _tokenise(tokenizer, text)
@@ -212,11 +276,13 @@ def encode_ranked(example: RankedExample, tokenizer: Any, max_length: int) -> Ra
         candidate_ids: list[list[int]] = []
         candidate_trained: list[list[bool]] = []
         for number, candidate in enumerate(example.candidates):
-            full = render(tokenizer, [*example.prompt, *candidate.messages])
+            conversation = [*example.prompt, *candidate.messages]
+            full = render(tokenizer, conversation)
             if not full.startswith(prompt_text):
                 raise MisstepError(f"candidate {number}: the chat template does not render the prompt with the "
                                    "generation prompt as the beginning of the prompt with the candidate")
-            ranges = _spans(full, candidate.messages, markers, start=len(prompt_text))
+            starts = _call_starts(tokenizer, conversation, (), full, first=len(example.prompt))
+            ranges = _spans(full, candidate.messages, markers, start=len(prompt_text), call_starts=starts)
             last = max((r.end for rs in ranges for r in rs), default=len(prompt_text))
             text = full[len(prompt_text):last]
             shifted = [[_Range(r.start - len(prompt_text), r.end - len(prompt_text), r.weight) for r in rs]

@@ -96,6 +96,7 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
                 id=trajectory.id,
                 messages=[*self.hinted(prompt, candidate.cls), *trajectory.messages[trajectory.prompt_len:]],
                 label=candidate.group,
+                tools=trajectory.tools,
                 metadata={
                     "task_id": trajectory.task_id,
                     "label": candidate.group,

@@ -57,7 +57,9 @@ class Report:
 
 
 def _content_key(trajectory: misstep.Trajectory) -> str:
-    turns = [(m.role, m.content) for m in trajectory.messages[trajectory.prompt_len:]]
+    """The agent's turns as text: roles, contents and tool calls (without their ids, which every run numbers)."""
+    turns = [(m.role, m.content, [(c.name, c.arguments) for c in m.tool_calls])
+             for m in trajectory.messages[trajectory.prompt_len:]]
     return json.dumps([trajectory.task_id, turns])
 
 

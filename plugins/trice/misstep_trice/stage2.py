@@ -180,6 +180,10 @@ class RankStage(misstep.Stage["RankStage.Options"]):
         examples = misstep.read_jsonl(ctx.output(source.stage or self.options.tasks, "examples"), misstep.Example)
         entries = []
         for example in examples:
+            if any(m.tool_calls for m in example.messages):
+                raise misstep.ComponentError(
+                    f"example {example.id!r} has native tool calls; TRICE ranks text responses with calculator(...) "
+                    "or search(...) calls and cannot use it")
             replies = [m.content for m in example.messages if m.role == "assistant" and m.trained]
             if replies:
                 entries.append(PoolEntry(task_id=str(example.metadata.get("task_id", example.id)), origin=GOLD,

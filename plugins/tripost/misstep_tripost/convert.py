@@ -129,6 +129,10 @@ class TriPosTReformatter(misstep.Reformatter["TriPosTReformatter.Options"]):
         order: list[str] = []
         duplicates = 0
         for trajectory in trajectories:
+            if any(message.tool_calls for message in trajectory.messages):
+                raise misstep.ComponentError(
+                    f"trajectory {trajectory.id!r} has native tool calls; the tripost reformatter works on TriPosT's "
+                    "text interactions (attempt, Feedback:, update) and cannot use it")
             outcomes[trajectory.metadata.get("outcome", "unknown")] += 1
             for key in ("rejected_feedback", "rejected_updates", "updates"):
                 rejected[key] += int(trajectory.metadata.get(key, 0))
