@@ -99,17 +99,18 @@ class Hint(misstep.Reformatter):
 
 
 class Interrupter:
-    """Counts trajectory_produced calls; raises KeyboardInterrupt at call number ``after`` (if set)."""
+    """Counts trajectory_produced calls; raises ``error`` (KeyboardInterrupt) at call number ``after`` (if set)."""
 
-    def __init__(self, after=None):
+    def __init__(self, after=None, error=KeyboardInterrupt):
         self.after = after
+        self.error = error
         self.seen = []
 
     @misstep.hookimpl
     def trajectory_produced(self, trajectory, ctx):
         self.seen.append(trajectory.id)
         if len(self.seen) == self.after:
-            raise KeyboardInterrupt
+            raise self.error
 
 
 class AgentTestPlugin:

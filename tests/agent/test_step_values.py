@@ -114,13 +114,13 @@ def test_an_interrupted_run_redoes_no_branch_and_loses_none(tmp_path, tasks_file
     with pytest.raises(KeyboardInterrupt):
         run_recipe(load_recipe(path, plugins=plugins), run_dir=tmp_path / "run", plugins=plugins, quiet=True)
     store = tmp_path / "run" / "step-values" / "branches.jsonl"
-    assert len(list(read_jsonl(store, misstep.Trajectory))) == 6
+    assert len(list(read_jsonl(store, misstep.Trajectory))) == 7  # stored, then announced and interrupted
 
     interrupter.after = None
     run_recipe(load_recipe(path, plugins=plugins), run_dir=tmp_path / "run", plugins=plugins, quiet=True)
     keys = Counter(trajectory_key(t) for t in read_jsonl(store, misstep.Trajectory))
     assert len(keys) == 7 * 3 and set(keys.values()) == {1}  # 7 branch points x 3 branches, each once
-    assert len(interrupter.seen) == 7 + 21 - 6  # the re-run produced only the missing branches
+    assert len(interrupter.seen) == 7 + 21 - 7  # the re-run produced only the missing branches
     assert valued(tmp_path / "run")["a#t0.7-s0"].verdict.first_wrong_step == 2
 
 
