@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from collections import Counter, defaultdict
 import random
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from misstep.agent import Branch, Rollout, rollout_seed
+from misstep.agent import Branch, Rollout, TrajectoryStore, rollout_seed
 from misstep.builtin.collect import AgentSettings, run_agent
 from misstep.builtin.stages import TrajectoryInput
-from misstep.agent import TrajectoryStore
 from misstep.components import Options, Reformatter, Stage, Verifier
 from misstep.context import StageContext
 from misstep.datamodel import PreferenceExample, StepCredit, Task, Trajectory
