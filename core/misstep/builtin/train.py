@@ -19,7 +19,7 @@ from pydantic import Field
 
 from misstep.components import Loss, Options, Stage
 from misstep.context import StageContext
-from misstep.datamodel import Example, RankedExample
+from misstep.datamodel import Example, PreferenceExample, RankedExample
 from misstep.errors import DataError, MisstepError
 from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import read_json, read_jsonl
@@ -108,9 +108,9 @@ class TrainStage(Stage["TrainStage.Options"]):
         result_file = ctx.dir / "result.json"
         stats_file = ctx.dir / "dataset.json"
         if not (result_file.is_file() and (output / MODEL_INFO).is_file()):  # not already trained before a crash
-            stats = self._encode(ctx, model, loss.ranked)
+            stats = self._encode(ctx, model, loss)
             stats_file.write_text(json.dumps(stats, indent=2) + "\n")
-            self._train(ctx, model, loss.ranked)
+            self._train(ctx, model, loss)
             shutil.rmtree(ctx.dir / "checkpoints", ignore_errors=True)  # the model is saved: no resume needed
         stats = read_json(stats_file)
         result = read_json(result_file)
@@ -123,9 +123,9 @@ class TrainStage(Stage["TrainStage.Options"]):
             return ctx.model
         return trained_spec(ctx.output(self.options.init, "model"), dtype=ctx.model.dtype)
 
-    def _encode(self, ctx: StageContext, model: ModelSpec, ranked: bool) -> dict[str, int]:
+    def _encode(self, ctx: StageContext, model: ModelSpec, loss: Loss[Any]) -> dict[str, int]:
         """Encode the examples into ``dataset.jsonl``; return counts of examples, trained tokens, truncated."""
-        from misstep.training.encode import encode_example, encode_ranked
+        from misstep.training.encode import add_mismatched
 
         opts = self.options
         path = Path(ctx.output(opts.examples, "examples"))
@@ -138,28 +138,24 @@ class TrainStage(Stage["TrainStage.Options"]):
                                f"set `max_length:` to at most {context}")
         tokenizer = load_tokenizer(model)
         kept = truncated = tokens = total = 0
-        kind: type[RankedExample] | type[Example] = RankedExample if ranked else Example
+        kind = _record_kind(loss)
+        unpaired: list[dict[str, Any]] = []  # written at the end, each with the previous one's continuation
         with (ctx.dir / "dataset.jsonl").open("w", encoding="utf-8") as out:
             for record in ctx.progress(read_jsonl(path, kind), desc="encoding"):
                 total += 1
-                if isinstance(record, RankedExample):
-                    features = encode_ranked(record, tokenizer, opts.max_length)
-                    truncated += features is None
-                    if features is None:
-                        continue
-                    count = sum(map(sum, features["candidate_trained"]))
-                    row: dict[str, Any] = dict(features)
-                else:
-                    encoded = encode_example(record, tokenizer, opts.max_length)
-                    truncated += encoded.truncated
-                    count = encoded.trained_tokens
-                    row = {"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
-                           "example": asdict(encoded.example)}
-                if count == 0:
+                row, cut, count = _row(record, loss, tokenizer, opts.max_length)
+                truncated += cut
+                if row is None or count == 0:
                     continue
-                out.write(json.dumps(row) + "\n")
+                if loss.preference == "unpaired":
+                    unpaired.append(row)
+                else:
+                    out.write(json.dumps(row) + "\n")
                 kept += 1
                 tokens += count
+            if unpaired:
+                add_mismatched(unpaired, opts.max_length)  # type: ignore[arg-type]  # rows of ContinuationFeatures
+                out.writelines(json.dumps(row) + "\n" for row in unpaired)
         if total == 0:
             raise MisstepError(f"{path} holds no examples: nothing to train on. Check the stage {opts.examples!r} "
                                "(its reformatter may have dropped every trajectory)")
@@ -168,18 +164,21 @@ class TrainStage(Stage["TrainStage.Options"]):
                                f"{opts.max_length} ({truncated} were longer): raise `max_length:` or check which "
                                "messages are trained")
         if truncated:
-            what = "dropped (a candidate did not fit)" if ranked else "cut (labels of the cut turn dropped)"
+            what = "dropped (a continuation did not fit)" if loss.continuations else \
+                "cut (labels of the cut turn dropped)"
             ctx.log(f"{truncated} of {total} examples were longer than max_length {opts.max_length}: {what}")
         return {"examples": kept, "trained_tokens": tokens, "truncated": truncated, "skipped": total - kept}
 
-    def _train(self, ctx: StageContext, model: ModelSpec, ranked: bool) -> dict[str, Any]:
+    def _train(self, ctx: StageContext, model: ModelSpec, loss: Loss[Any]) -> dict[str, Any]:
         from misstep.training.engine import Job, train
 
         opts = self.options
         cuda = _cuda()
-        packing = (cuda and not ranked) if opts.packing == "auto" else opts.packing
-        if packing and ranked:
-            raise MisstepError(f"`packing: true` does not apply to the ranked loss {opts.loss.use!r}; set packing: false")
+        packing = (cuda and not loss.continuations) if opts.packing == "auto" else opts.packing
+        if packing and loss.continuations:
+            what = "ranked" if loss.ranked else "preference"
+            raise MisstepError(f"`packing: true` does not apply to the {what} loss {opts.loss.use!r}; set packing: "
+                               "false")
         if packing:
             try:
                 import misstep.training.packing  # noqa: F401
@@ -243,6 +242,38 @@ class TrainStage(Stage["TrainStage.Options"]):
             "remove_unused_columns": False,
             "disable_tqdm": ctx.run.quiet,
         }
+
+
+def _row(record: Example | RankedExample | PreferenceExample, loss: Loss[Any], tokenizer: Any,
+         max_length: int) -> tuple[dict[str, Any] | None, bool, int]:
+    """One record as a row of ``dataset.jsonl`` (None: dropped, too long), whether it was too long, and its trained
+    tokens: token ids with labels for token losses, continuation features for ranked and preference losses."""
+    from misstep.training import encode
+
+    if not loss.continuations:
+        assert isinstance(record, Example)
+        encoded = encode.encode_example(record, tokenizer, max_length)
+        return ({"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
+                 "example": asdict(encoded.example)}, encoded.truncated, encoded.trained_tokens)
+    if isinstance(record, RankedExample):
+        features = encode.encode_ranked(record, tokenizer, max_length)
+    elif isinstance(record, PreferenceExample):
+        features = encode.encode_preference(record, tokenizer, max_length)
+    else:
+        features = encode.encode_unpaired(record, tokenizer, max_length)
+    if features is None:
+        return None, True, 0
+    trained = [sum(flags) for flags in features["candidate_trained"]]
+    if not loss.ranked and not all(trained):  # a preference side without trained tokens: nothing to compare
+        return None, False, 0
+    return dict(features), False, sum(trained)
+
+
+def _record_kind(loss: Loss[Any]) -> type[Example] | type[RankedExample] | type[PreferenceExample]:
+    """The records ``loss`` trains on."""
+    if loss.ranked:
+        return RankedExample
+    return PreferenceExample if loss.preference == "paired" else Example
 
 
 def _checkpointing(enabled: bool) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""Preference losses over whole trajectories: ``dpo`` and ``simpo`` on (chosen, rejected) pairs, ``kto`` on
+examples labelled desirable or undesirable (docs/preference.md).
+
+Each side's log-probability sums only its trained tokens (assistant turns); tool, user and system tokens of
+a multi-turn side are context and contribute nothing. Batches hold each prompt once with its continuations
+beside it (:mod:`misstep.training.continuations`); ``dpo`` and ``kto`` compare with the reference
+log-probabilities computed once before training (:mod:`misstep.training.reference`). Every loss logs TRL's
+metrics (``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``logps/chosen``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from misstep.components import Loss, LossOutput, Options
+from misstep.hookspecs import Register, hookimpl
+from misstep.training.continuations import continuation_lengths, continuation_scores
+from misstep.training.preference import (
+    DPOLossType,
+    dpo_losses,
+    kl_estimate,
+    kto_losses,
+    pair_metrics,
+    simpo_losses,
+    unpaired_metrics,
+)
+from misstep.training.token_loss import TokenScores
+
+
+class PairOptions(Options):
+    sft_weight: float = Field(default=0.0, ge=0, description="weight of an NLL term on the chosen side's trained "
+                              "tokens (their mean negative log-likelihood over the batch), as in RPO; 0: none")
+
+
+def _chosen_nll(tokens: TokenScores) -> Any:
+    """The mean negative log-likelihood of the chosen sides' trained tokens (continuation 0 of each pair)."""
+    chosen = tokens.example % 2 == 0
+    return -tokens.logprobs[chosen].mean()
+
+
+class DPO(Loss["DPO.Options"]):
+    """DPO on (chosen, rejected) pairs against the reference model's log-probabilities (sigmoid, IPO or hinge)."""
+
+    name = "dpo"
+    preference: ClassVar[Literal["paired", "unpaired"] | None] = "paired"
+
+    class Options(PairOptions):
+        beta: float = Field(default=0.1, gt=0, description="how far the policy may move from the reference "
+                            "(IPO: the regularisation tau)")
+        loss_type: DPOLossType = Field(default="sigmoid", description="sigmoid (DPO), ipo (squared, on per-token "
+                                       "log-ratios), hinge (SLiC)")
+        label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="probability that a pair's "
+                                       "preference is flipped (conservative DPO; sigmoid only)")
+
+    @property
+    def uses_reference(self) -> bool:
+        return True
+
+    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
+        opts = self.options
+        if opts.label_smoothing and opts.loss_type != "sigmoid":
+            raise ValueError(f"label_smoothing applies to the sigmoid loss, not to {opts.loss_type!r}")
+        tokens = continuation_scores(model, batch)
+        logps = tokens.per_example().view_as(batch["rewards"])
+        lengths = continuation_lengths(batch)
+        ref = batch["reference"]
+        losses, chosen_rewards, rejected_rewards = dpo_losses(
+            logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], beta=opts.beta, loss_type=opts.loss_type,
+            label_smoothing=opts.label_smoothing, chosen_lengths=lengths[:, 0], rejected_lengths=lengths[:, 1])
+        loss = losses.mean()
+        metrics = pair_metrics(chosen_rewards, rejected_rewards, logps[:, 0], logps[:, 1])
+        if opts.sft_weight:
+            nll = _chosen_nll(tokens)
+            loss = loss + opts.sft_weight * nll
+            metrics["nll_loss"] = nll.item()
+        return LossOutput(loss, metrics)
+
+
+class SimPO(Loss["SimPO.Options"]):
+    """SimPO on (chosen, rejected) pairs: reference-free, on mean per-token log-probabilities, with a margin."""
+
+    name = "simpo"
+    preference: ClassVar[Literal["paired", "unpaired"] | None] = "paired"
+
+    class Options(PairOptions):
+        beta: float = Field(default=2.0, gt=0, description="scale of the mean log-probabilities (the paper: 2 to 2.5)")
+        gamma: float = Field(default=0.5, ge=0, description="target reward margin (TRL's simpo_gamma)")
+        label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="probability that a pair's "
+                                       "preference is flipped")
+
+    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
+        opts = self.options
+        tokens = continuation_scores(model, batch)
+        lengths = continuation_lengths(batch)
+        sums = tokens.per_example().view_as(batch["rewards"])
+        losses, chosen_rewards, rejected_rewards = simpo_losses(
+            sums[:, 0], sums[:, 1], lengths[:, 0], lengths[:, 1], beta=opts.beta, gamma=opts.gamma,
+            label_smoothing=opts.label_smoothing)
+        loss = losses.mean()
+        metrics = pair_metrics(chosen_rewards, rejected_rewards, chosen_rewards / opts.beta,
+                               rejected_rewards / opts.beta)  # TRL logs SimPO's mean log-probabilities
+        if opts.sft_weight:
+            nll = _chosen_nll(tokens)
+            loss = loss + opts.sft_weight * nll
+            metrics["nll_loss"] = nll.item()
+        return LossOutput(loss, metrics)
+
+
+class KTO(Loss["KTO.Options"]):
+    """KTO on examples labelled desirable or undesirable, against the reference model and the batch's KL estimate."""
+
+    name = "kto"
+    preference: ClassVar[Literal["paired", "unpaired"] | None] = "unpaired"
+
+    class Options(Options):
+        beta: float = Field(default=0.1, gt=0, description="how far the policy may move from the reference")
+        desirable_weight: float = Field(default=1.0, gt=0, description="weight of desirable examples' losses (the "
+                                        "paper: make weight x count of the two kinds about equal, up to 4:3)")
+        undesirable_weight: float = Field(default=1.0, gt=0, description="weight of undesirable examples' losses")
+
+    @property
+    def uses_reference(self) -> bool:
+        return True
+
+    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
+        opts = self.options
+        logps = continuation_scores(model, batch).per_example().view_as(batch["rewards"])
+        ref = batch["reference"]
+        kl = kl_estimate(logps[:, 1], ref[:, 1])  # each prompt with the previous example's continuation
+        losses, rewards = kto_losses(logps[:, 0], ref[:, 0], batch["desirable"], kl, beta=opts.beta,
+                                     desirable_weight=opts.desirable_weight,
+                                     undesirable_weight=opts.undesirable_weight)
+        return LossOutput(losses.mean(), unpaired_metrics(rewards, logps[:, 0], batch["desirable"], kl))
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    register(DPO)
+    register(SimPO)
+    register(KTO)
