@@ -89,6 +89,24 @@ def reference_mode(model: Any, disable_adapter: bool) -> Iterator[None]:
             model.train(was_training)
 
 
+def _scored(model: Any, rows: Sequence[ContinuationFeatures], missing: list[int], batch_size: int, device: Any,
+            rank: int, world: int) -> Iterator[tuple[int, list[float]]]:
+    """(row, sums) for each of the ``missing`` rows, in batches: each of the ``world`` processes scores every
+    ``world``-th batch, and every process gets every result."""
+    import torch.distributed as dist
+
+    batches = [missing[start:start + batch_size] for start in range(0, len(missing), batch_size)]
+    for first in range(0, len(batches), world):
+        mine = batches[first + rank] if first + rank < len(batches) else []
+        done = [(mine, score(model, [rows[index] for index in mine], device) if mine else [])]
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, done[0])
+            done = gathered
+        for indices, logps in done:
+            yield from zip(indices, logps)
+
+
 def attach_reference(rows: Sequence[ContinuationFeatures], model: Any, *, folder: Path, batch_size: int,
                      device: Any, disable_adapter: bool, autocast: Any = None,
                      log: Callable[[str], None] = print) -> None:
@@ -99,33 +117,26 @@ def attach_reference(rows: Sequence[ContinuationFeatures], model: Any, *, folder
     import torch.distributed as dist
 
     path = folder / REFERENCE_FILE
-    values = stored(path, rows)
-    missing = [index for index in range(len(rows)) if index not in values]
-    if missing:
-        distributed = dist.is_available() and dist.is_initialized()
-        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-        log(f"scoring {len(missing)} of {len(rows)} examples with the reference model"
-            + (f" ({len(rows) - len(missing)} already scored)" if values else ""))
-        batches = [missing[start:start + batch_size] for start in range(0, len(missing), batch_size)]
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    with contextlib.ExitStack() as stack:
+        # the first process writes; opening the file sets a line cut short by a crash aside
+        appender = stack.enter_context(JsonlAppender(path)) if rank == 0 else None
+        if distributed:
+            dist.barrier()
+        values = stored(path, rows)
         if distributed:
             dist.barrier()  # every process has read the file before the first one appends to it
-        appender = JsonlAppender(path) if rank == 0 else None
-        precision = torch.autocast(torch.device(device).type, dtype=autocast) if autocast is not None else \
-            contextlib.nullcontext()
-        with reference_mode(model, disable_adapter), precision:
-            for first in range(0, len(batches), world):
-                mine = batches[first + rank] if first + rank < len(batches) else []
-                done = [(mine, score(model, [rows[index] for index in mine], device) if mine else [])]
-                if distributed:
-                    gathered: list[Any] = [None] * world
-                    dist.all_gather_object(gathered, done[0])
-                    done = gathered
-                for indices, logps in done:
-                    for index, sums in zip(indices, logps):
-                        values[index] = sums
-                        if appender is not None:
-                            appender.write(ReferenceLine(row=index, key=row_key(rows[index]), logps=sums))
-        if appender is not None:
-            appender.close()
+        missing = [index for index in range(len(rows)) if index not in values]
+        if missing:
+            log(f"scoring {len(missing)} of {len(rows)} examples with the reference model"
+                + (f" ({len(rows) - len(missing)} already scored)" if values else ""))
+            stack.enter_context(reference_mode(model, disable_adapter))
+            if autocast is not None:
+                stack.enter_context(torch.autocast(torch.device(device).type, dtype=autocast))
+        for index, sums in _scored(model, rows, missing, batch_size, device, rank, world):
+            values[index] = sums
+            if appender is not None:
+                appender.write(ReferenceLine(row=index, key=row_key(rows[index]), logps=sums))
     for index, row in enumerate(rows):
         row["reference"] = values[index]
