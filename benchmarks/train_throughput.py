@@ -21,6 +21,17 @@ Methods:
 - ``trainer``: a plain ``transformers.Trainer`` with the model's own loss and ``DataCollatorForSeq2Seq``
   right padding, on the same encoded examples as misstep.
 
+``--lora R`` trains a LoRA adapter of rank R (alpha 2R, no dropout) on all linear layers in every
+method instead of the full weights. Each method runs with its own default gradient checkpointing
+(TRL's SFTConfig turns it on, the Trainer and misstep's ``train`` stage do not) unless
+``--gradient-checkpointing off|selective|full`` sets one for all (``misstep.training.checkpointing``);
+the table says which each ran with. ``--chunk-size`` is misstep's ``sft`` option (trained tokens per
+chunk of the output layer and cross-entropy). ``--precision auto`` is bf16 autocast where the GPU or
+CPU computes in bf16 natively, else fp32 (``misstep.precision.choose``).
+
+Peak memory is each method's own, measured in its process: on CPU the peak resident set (RSS: tensors
+and everything else the process holds), on GPU ``torch.cuda.max_memory_allocated`` during training.
+
 Throughput is measured after ``--warmup`` steps, over the remaining steps, with the GPU synchronised at
 each step end; on CPU, seconds are the training process's CPU time (set OMP_NUM_THREADS=1), because
 wall time on a shared CPU mostly measures the neighbours. Trained tokens are loss-bearing labels; all
@@ -50,6 +61,8 @@ from typing import Any
 
 import misstep
 from misstep.models import load_tokenizer, resolve_model
+from misstep.training import checkpointing
+from misstep.training.output_layer import DEFAULT_CHUNK_SIZE
 
 METHODS = ("misstep", "trl", "trainer")
 LABELS = {"misstep": "misstep engine, packed", "trl": "TRL SFTTrainer, assistant-only loss",
@@ -176,7 +189,9 @@ def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = No
     import torch
     from transformers import TrainingArguments
 
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and torch.cuda.is_available())
+    from misstep.precision import choose
+
+    bf16 = choose(args.precision, cuda=torch.cuda.is_available()).precision == "bf16"
     return (cls or TrainingArguments)(
         output_dir=str(out), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
         learning_rate=args.learning_rate, lr_scheduler_type="constant", weight_decay=0.0, bf16=bf16,
@@ -186,6 +201,19 @@ def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = No
     )
 
 
+def checkpointing_of(args: argparse.Namespace, method: str) -> str:
+    """The gradient checkpointing ``method`` trains with: ``--gradient-checkpointing``, or by default what the
+    method does by default (misstep: the ``train`` stage's default; TRL's SFTConfig: on; the Trainer: off)."""
+    if args.gradient_checkpointing != "default":
+        return args.gradient_checkpointing
+    if method == "misstep":
+        from misstep.builtin.train import TrainStage
+
+        default = TrainStage.Options.model_fields["gradient_checkpointing"].default
+        return "full" if default is True else default or "off"
+    return "full (TRL's default)" if method == "trl" else "off"
+
+
 def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: list[misstep.Example],
                    out: Path) -> Any:
     """misstep's Trainer, loss and collator as the ``train`` stage builds them (packing on)."""
@@ -193,7 +221,7 @@ def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, example
     from misstep.training.engine import Collator, _trainer_class
     from misstep.training.packing import collate_packed
 
-    loss = misstep.get_plugins().create("loss", "sft")
+    loss = misstep.get_plugins().create("loss", "sft", {"chunk_size": args.chunk_size})
     collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True)
     if args.rows != "engine":
         def collate(batch: list[Any]) -> dict[str, Any]:
@@ -252,7 +280,8 @@ def trl_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: 
     if tokenizer.apply_chat_template(rows[0]["messages"], tokenize=False) != original:
         raise SystemExit("the chat template with generation markers renders other text than the model's own")
     steps = -(-len(rows) // args.batch_size)
-    config = training_args(args, out, steps, SFTConfig, assistant_only_loss=True, max_length=args.max_length)
+    own = {} if args.gradient_checkpointing == "default" else {"gradient_checkpointing": False}  # set on the model
+    config = training_args(args, out, steps, SFTConfig, assistant_only_loss=True, max_length=args.max_length, **own)
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.data_collator = Counting(trainer.data_collator)
     return trainer
@@ -271,6 +300,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(misstep.ModelSpec(path=args.model))
     model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model), dtype=torch.float32,
                                                  attn_implementation=args.attention)
+    if args.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    mode = checkpointing_of(args, args.run)
+    if mode in ("selective", "full"):
+        checkpointing.enable(model, mode)
     with tempfile.TemporaryDirectory() as out:
         trainer = BUILDERS[args.run](args, model, tokenizer, examples, Path(out))
         clock = step_clock()
@@ -298,6 +335,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clock": "wall" if torch.cuda.is_available() else "process CPU time",
         "device": device, "dtype": "bf16 autocast" if trainer.args.bf16 else "fp32",
         "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), "checkpointing": mode,
     }
 
 
@@ -305,14 +343,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     speed = {r["method"]: r["trained_tokens"] / r["seconds"] for r in results}
-    header = ("| method | trained tokens/s | all tokens/s | peak memory (MiB) | vs padded Trainer | vs TRL | "
-              "trained tokens (epoch) | mean loss |")
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    memory = {r["method"]: r["peak_memory_mib"] for r in results}
+    header = ("| method | gradient checkpointing | trained tokens/s | all tokens/s | vs padded Trainer | vs TRL | "
+              "peak memory (MiB) | memory vs TRL | trained tokens (epoch) | mean loss |")
+    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         ratio = {m: f"{speed[r['method']] / speed[m]:.2f}x" if m in speed else "-" for m in ("trainer", "trl")}
-        lines.append(f"| {LABELS[r['method']]} | {speed[r['method']]:,.0f} | {r['all_tokens'] / r['seconds']:,.0f} | "
-                     f"{r['peak_memory_mib']:,.0f} | {ratio['trainer']} | {ratio['trl']} | "
-                     f"{r['epoch_trained_tokens']:,} | {r['train_loss']:.4f} |")
+        lighter = f"{memory[r['method']] / memory['trl']:.2f}x" if "trl" in memory else "-"
+        lines.append(f"| {LABELS[r['method']]} | {r['checkpointing']} | {speed[r['method']]:,.0f} | "
+                     f"{r['all_tokens'] / r['seconds']:,.0f} | {ratio['trainer']} | {ratio['trl']} | "
+                     f"{r['peak_memory_mib']:,.0f} | {lighter} | {r['epoch_trained_tokens']:,} | {r['train_loss']:.4f} |")
     return "\n".join(lines)
 
 
@@ -329,6 +369,11 @@ def main() -> None:
     parser.add_argument("--attention", default="sdpa", help="attn_implementation: sdpa, eager, flash_attention_2 ...")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 autocast on a GPU, fp32 on CPU")
+    parser.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (alpha 2r); 0: full")
+    parser.add_argument("--gradient-checkpointing", choices=("default", "off", "selective", "full"), default="default",
+                        help="for every method; default: each method's own default")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                        help="misstep's sft chunk_size (trained tokens per chunk of the output layer; 0: all at once)")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the timing")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
@@ -366,13 +411,16 @@ def main() -> None:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = results[0]
     turns = sum(sum(m.role == "assistant" for m in e.messages) - 1 for e in examples) / len(examples)
-    rows = {"engine": f"of at most --max-length ({args.max_length}) tokens, as the engine packs them",
+    rows = {"engine": "as the engine packs them (as long as each batch's longest example)",
             "longest": "as long as each batch's longest example", "one": "one per batch"}.get(
         args.rows, f"of at most {args.rows} tokens")
-    print(f"model {args.model} ({first['parameters'] / 1e6:.3g}M parameters, {first['dtype']}, {args.attention}) on "
-          f"{first['device']}; {len(examples)} {args.data.split(':')[0]} conversations ({turns:.1f} trained turns "
-          f"each), batch size {args.batch_size}, {first['steps']} steps, timed after {args.warmup} "
-          f"({first['clock']}); packed rows {rows}; peak memory: {first['peak_kind']}")
+    training = (f"LoRA r {args.lora} on all linear layers ({first['trainable'] / 1e6:.3g}M trained)" if args.lora
+                else "full fine-tuning")
+    print(f"model {args.model} ({first['parameters'] / 1e6:.3g}M parameters, {first['dtype']}, {args.attention}, "
+          f"{training}) on {first['device']}; {len(examples)} {args.data.split(':')[0]} conversations ({turns:.1f} "
+          f"trained turns each), batch size {args.batch_size}, {first['steps']} steps, timed after {args.warmup} "
+          f"({first['clock']}); packed rows {rows}; misstep's output layer in chunks of {args.chunk_size or 'all'} "
+          f"tokens; peak memory: {first['peak_kind']}")
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},

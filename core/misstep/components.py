@@ -184,6 +184,12 @@ class Loss(Component[O]):
         """Whether the loss trains on continuation batches (ranked and preference losses), not token batches."""
         return self.ranked or self.preference is not None
 
+    @property
+    def takes_negative_weights(self) -> bool:
+        """Whether tokens of negative weight are trained (as unlikelihood terms: ``TokenScores.losses``); the
+        ``train`` stage refuses examples with negative weights for a loss that does not take them."""
+        return False
+
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         raise NotImplementedError
 

@@ -84,6 +84,10 @@ class Task(Record):
         return value
 
 
+WEIGHT = ("loss weight of the trained tokens: 1 is plain SFT, 0 not trained, above 1 weighted up (TriPosT: 1.5), "
+          "negative (down to -1) an unlikelihood term -|w| * log(1 - p) (the `sft` loss needs `unlikelihood: true`)")
+
+
 class WeightSpan(BaseModel):
     """A character range ``[start, end)`` of a message's content with its own loss weight."""
 
@@ -91,7 +95,7 @@ class WeightSpan(BaseModel):
 
     start: int = Field(ge=0)
     end: int | None = Field(default=None, description="exclusive; None means to the end")
-    weight: float
+    weight: float = Field(ge=-1.0, allow_inf_nan=False, description=WEIGHT)
 
 
 ToolSchema = dict[str, Any]
@@ -119,6 +123,7 @@ class Message(BaseModel):
     out of the JSON, so text-only records look as they did in schema version 1.
     ``train`` left as None means the default: assistant turns are trained, all others masked.
     ``weight`` scales the loss of every trained token; ``spans`` override it for parts of the content.
+    A negative weight (down to -1) makes the tokens unlikelihood terms, ``-|w| * log(1 - p)``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -129,7 +134,7 @@ class Message(BaseModel):
     tool_call_id: str | None = None
     name: str | None = None
     train: bool | None = None
-    weight: float = 1.0
+    weight: float = Field(default=1.0, ge=-1.0, allow_inf_nan=False, description=WEIGHT)
     spans: list[WeightSpan] = Field(default_factory=list)
 
     @field_validator("content", mode="before")

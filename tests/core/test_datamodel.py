@@ -51,6 +51,23 @@ def test_message_training_defaults():
     assert not Message(role="assistant", content="x", train=False).trained
 
 
+def test_weights_are_finite_and_no_lower_than_minus_one(tmp_path):
+    """Negative weights (unlikelihood) go down to -1; positive ones are likelihood scales (TriPosT: 1.5)."""
+    for weight in (-1.0, -0.25, 0.0, 1.5):
+        assert Message(role="assistant", content="x", weight=weight).weight == weight
+        assert WeightSpan(start=0, weight=weight).weight == weight
+    for weight in (-1.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight"):
+            Message(role="assistant", content="x", weight=weight)
+        with pytest.raises(ValueError, match="weight"):
+            WeightSpan(start=0, weight=weight)
+    path = tmp_path / "examples.jsonl"
+    path.write_text(json.dumps({"id": "e", "messages": [{"role": "assistant", "content": "x", "weight": -2}]}) + "\n")
+    with pytest.raises(DataError, match="weight.*greater than or equal to -1") as info:
+        list(read_jsonl(path, Example))
+    assert info.value.line == 1
+
+
 def test_label_derives_from_verdict():
     traj = _records()[1]
     assert traj.label == "positive"

@@ -18,7 +18,7 @@ from misstep.models import load_model, trained_spec
 from misstep.recipe import ModelSpec
 from misstep.runner import run_recipe
 
-from train_helpers import recipe, train_stage, write_examples
+from train_helpers import recipe, train_stage, varied, write_examples
 
 pytestmark = pytest.mark.slow
 
@@ -91,5 +91,24 @@ def test_lora_in_two_processes_trains_like_one(deepspeed: str | None, tiny_model
     weights = adapter_weights(two.dir / "train" / "model")
     assert weights.keys() == expected.keys() and any("lora_B" in key for key in weights)
     assert any(key.endswith("lora_B.weight") and weights[key].abs().sum() > 0 for key in weights)  # trained
+    for key in weights:
+        torch.testing.assert_close(weights[key], expected[key], atol=2e-5, rtol=1e-4, msg=key)
+
+
+def test_unlikelihood_in_two_processes_trains_like_one(tiny_model: Path, tmp_path: Path) -> None:
+    """Mixed-sign weights: the loss is normalised by the step's trained tokens across both ranks."""
+    examples = []
+    for i in range(8):
+        messages = list(varied(i))
+        messages[2 + 2 * (i % 2)] = messages[2 + 2 * (i % 2)].model_copy(update={"weight": -0.5 - 0.25 * (i % 3)})
+        examples.append(misstep.Example(id=str(i), messages=messages))
+    misstep.write_jsonl(tmp_path / "examples.jsonl", examples)
+    loss = {"use": "sft", "unlikelihood": True, "chunk_size": 16}
+    one = run_recipe(recipe(tiny_model, tmp_path / "examples.jsonl", train_stage(batch_size=4, loss=loss)),
+                     run_dir=tmp_path / "one", quiet=True)
+    two = run_recipe(recipe(tiny_model, tmp_path / "examples.jsonl",
+                            train_stage(batch_size=2, processes=2, loss=loss)), run_dir=tmp_path / "two", quiet=True)
+    expected = load_model(trained_spec(one.dir / "train" / "model")).state_dict()
+    weights = load_model(trained_spec(two.dir / "train" / "model")).state_dict()
     for key in weights:
         torch.testing.assert_close(weights[key], expected[key], atol=2e-5, rtol=1e-4, msg=key)

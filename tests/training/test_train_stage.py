@@ -39,8 +39,9 @@ def test_sft_trains_saves_and_reloads(tiny_model: Path, tmp_path: Path) -> None:
                for line in steps)  # all weights are 1: the weighted loss is the mean cross-entropy
     model_dir = run.dir / out["model"]["path"]
     info = json.loads((model_dir / "misstep.json").read_text())
-    assert info == {"base": str(tiny_model.resolve()), "adapter": False, "reformatter": None, "loss": {"use": "sft"},
-                    "recipe": "train-test", "stage": "train"}
+    assert info == {"base": str(tiny_model.resolve()), "adapter": False, "reformatter": None,
+                    "loss": {"use": "sft", "unlikelihood": False, "chunk_size": 256}, "recipe": "train-test",
+                    "stage": "train"}
     assert not (run.dir / "train" / "checkpoints").exists()
     trained = load_model(trained_spec(model_dir))
     base = load_model(ModelSpec(path=str(tiny_model)))
@@ -189,3 +190,69 @@ def test_accumulation_and_checkpointing_reach_the_same_weights(tiny_model: Path,
         for key in plain:
             torch.testing.assert_close(other[key], plain[key], atol=2e-5, rtol=1e-4, msg=key)
     assert run.outputs["accumulated"]["steps"] == run.outputs["plain"]["steps"] == 3
+
+
+class CheckpointingProbe(misstep.Loss):
+    """sft that records whether the model it trains has gradient checkpointing on."""
+
+    name = "checkpointing-probe"
+    per_token = True
+    seen: list[bool] = []
+
+    def compute(self, model, batch):  # type: ignore[no-untyped-def]
+        CheckpointingProbe.seen.append(bool(model.is_activation_checkpointing))
+        scores = misstep.token_logprobs(model, batch)
+        return misstep.LossOutput(scores.nll(batch.get("num_items_in_batch")), scores.metrics())
+
+
+class ProbePlugin:
+    @misstep.hookimpl
+    def register_losses(self, register: misstep.Register) -> None:
+        register(CheckpointingProbe)
+
+
+def test_gradient_checkpointing_with_lora_and_packing_changes_nothing(tiny_model: Path, tmp_path: Path) -> None:
+    examples = write_examples(tmp_path / "examples.jsonl", vary=True)
+    plugins = misstep.Plugins(entry_points=False)
+    plugins.add(ProbePlugin(), "probe")
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
+    stages = [train_stage(name=name, packing=True, gradient_checkpointing=checkpointing,
+                          loss={"use": "checkpointing-probe"})
+              for name, checkpointing in (("plain", False), ("checkpointed", True))]
+    CheckpointingProbe.seen = []
+    run = run_recipe(recipe(tiny_model, examples, *stages, lora=lora, plugins=plugins), run_dir=tmp_path / "run",
+                     plugins=plugins, quiet=True)
+    assert CheckpointingProbe.seen == [False] * 3 + [True] * 3
+    plain, checkpointed = (load_file(run.dir / name / "model" / "adapter_model.safetensors")
+                           for name in ("plain", "checkpointed"))
+    assert any(key.endswith("lora_B.weight") and plain[key].abs().sum() > 0 for key in plain)  # trained
+    for key in plain:
+        torch.testing.assert_close(checkpointed[key], plain[key], atol=2e-5, rtol=1e-4, msg=key)
+
+
+def signed_examples(path: Path) -> Path:
+    """Examples whose first assistant turn is an unlikelihood term (weight -0.5) in every other example."""
+    examples = []
+    for i in range(8):
+        messages = list(MESSAGES)
+        if i % 2:
+            messages[2] = messages[2].model_copy(update={"weight": -0.5})
+        examples.append(misstep.Example(id=f"e{i}", messages=messages))
+    misstep.write_jsonl(path, examples)
+    return path
+
+
+def test_sft_refuses_negative_weights_without_unlikelihood(tiny_model: Path, tmp_path: Path) -> None:
+    examples = signed_examples(tmp_path / "examples.jsonl")
+    with pytest.raises(misstep.DataError, match=r"examples.jsonl: example 'e1' has tokens of negative weight "
+                                                r"\(unlikelihood terms\), which loss 'sft' does not train: set "
+                                                r"`loss: \{use: sft, unlikelihood: true\}`"):
+        run_recipe(recipe(tiny_model, examples, train_stage()), run_dir=tmp_path / "run", quiet=True)
+
+
+def test_sft_with_unlikelihood_trains_negative_weights(tiny_model: Path, tmp_path: Path) -> None:
+    examples = signed_examples(tmp_path / "examples.jsonl")
+    stage = train_stage(loss={"use": "sft", "unlikelihood": True, "chunk_size": 8})
+    run = run_recipe(recipe(tiny_model, examples, stage), run_dir=tmp_path / "run", quiet=True)
+    steps = [line for line in log_lines(run.dir / "train") if "loss" in line]
+    assert len(steps) == 3 and all(line["negative_tokens"] > 0 and line["unlikelihood"] > 0 for line in steps)

@@ -18,6 +18,7 @@ from pydantic import Field
 from misstep.components import Loss, LossOutput, Options
 from misstep.hookspecs import Register, hookimpl
 from misstep.training.continuations import continuation_lengths, continuation_scores
+from misstep.training.output_layer import DEFAULT_CHUNK_SIZE
 from misstep.training.preference import (
     DPOLossType,
     dpo_losses,
@@ -30,7 +31,12 @@ from misstep.training.preference import (
 from misstep.training.token_loss import TokenScores
 
 
-class PairOptions(Options):
+class ScoredOptions(Options):
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, ge=0, description="trained tokens per chunk of the output "
+                            "layer (peak memory about 4 x chunk_size x vocabulary floats); 0: all at once")
+
+
+class PairOptions(ScoredOptions):
     sft_weight: float = Field(default=0.0, ge=0, description="weight of an NLL term on the chosen side's trained "
                               "tokens (their mean negative log-likelihood over the batch), as in RPO; 0: none")
 
@@ -63,7 +69,7 @@ class DPO(Loss["DPO.Options"]):
         opts = self.options
         if opts.label_smoothing and opts.loss_type != "sigmoid":
             raise ValueError(f"label_smoothing applies to the sigmoid loss, not to {opts.loss_type!r}")
-        tokens = continuation_scores(model, batch)
+        tokens = continuation_scores(model, batch, chunk_size=opts.chunk_size)
         logps = tokens.per_example().view_as(batch["rewards"])
         lengths = continuation_lengths(batch)
         ref = batch["reference"]
@@ -93,7 +99,7 @@ class SimPO(Loss["SimPO.Options"]):
 
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         opts = self.options
-        tokens = continuation_scores(model, batch)
+        tokens = continuation_scores(model, batch, chunk_size=opts.chunk_size)
         lengths = continuation_lengths(batch)
         sums = tokens.per_example().view_as(batch["rewards"])
         losses, chosen_rewards, rejected_rewards = simpo_losses(
@@ -115,7 +121,7 @@ class KTO(Loss["KTO.Options"]):
     name = "kto"
     preference: ClassVar[Literal["paired", "unpaired"] | None] = "unpaired"
 
-    class Options(Options):
+    class Options(ScoredOptions):
         beta: float = Field(default=0.1, gt=0, description="how far the policy may move from the reference")
         desirable_weight: float = Field(default=1.0, gt=0, description="weight of desirable examples' losses (the "
                                         "paper: make weight x count of the two kinds about equal, up to 4:3)")
@@ -127,7 +133,7 @@ class KTO(Loss["KTO.Options"]):
 
     def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
         opts = self.options
-        logps = continuation_scores(model, batch).per_example().view_as(batch["rewards"])
+        logps = continuation_scores(model, batch, chunk_size=opts.chunk_size).per_example().view_as(batch["rewards"])
         ref = batch["reference"]
         kl = kl_estimate(logps[:, 1], ref[:, 1])  # each prompt with the previous example's continuation
         losses, rewards = kto_losses(logps[:, 0], ref[:, 0], batch["desirable"], kl, beta=opts.beta,

@@ -68,8 +68,9 @@ class TrainStage(Stage["TrainStage.Options"]):
 
     class Options(Options):
         examples: Annotated[str, StageInput()] = Field(
-            description="earlier stage whose `examples` output (Example, or RankedExample records for ranked "
-            "losses) to train on")
+            description="earlier stage whose `examples` output to train on: Example records (KTO: labelled "
+            "desirable or undesirable), RankedExample records for ranked losses, PreferenceExample records for "
+            "paired preference losses (dpo, simpo)")
         loss: LossRef = Field(default_factory=lambda: LossRef(use="sft"), description="a registered loss")
         init: Annotated[str | None, StageInput()] = Field(
             default=None, description="earlier train stage whose model (or LoRA adapter) to continue from")
@@ -85,9 +86,14 @@ class TrainStage(Stage["TrainStage.Options"]):
         precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
             default="auto", description="auto: bf16 autocast (float32 master weights) on a GPU or CPU with native "
             "bf16, else fp32")
-        gradient_checkpointing: bool = False
+        gradient_checkpointing: Literal["selective", "full"] | bool = Field(
+            default=False, description="recompute activations in the backward pass: full (or true) keeps only each "
+            "decoder layer's input (least memory, about a third more compute), selective keeps the outputs of "
+            "matrix products and attention and recomputes the element-wise operations (about half the "
+            "activations, a few percent more compute)")
         packing: Literal["auto"] | bool = Field(
-            default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked losses)")
+            default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked and "
+            "preference losses)")
         deepspeed: str | dict[str, Any] | None = Field(
             default=None, description="DeepSpeed config: a preset (zero2, zero3, zero3-offload), a JSON file or a "
             "mapping; runs under torchrun")
@@ -124,7 +130,10 @@ class TrainStage(Stage["TrainStage.Options"]):
         return trained_spec(ctx.output(self.options.init, "model"), dtype=ctx.model.dtype)
 
     def _encode(self, ctx: StageContext, model: ModelSpec, loss: Loss[Any]) -> dict[str, int]:
-        """Encode the examples into ``dataset.jsonl``; return counts of examples, trained tokens, truncated."""
+        """Encode the examples into ``dataset.jsonl``; return counts of examples, trained tokens, truncated.
+
+        Examples with negative weights are refused unless the loss takes them (``sft`` with unlikelihood).
+        """
         from misstep.training.encode import add_mismatched
 
         opts = self.options
@@ -143,7 +152,7 @@ class TrainStage(Stage["TrainStage.Options"]):
         with (ctx.dir / "dataset.jsonl").open("w", encoding="utf-8") as out:
             for record in ctx.progress(read_jsonl(path, kind), desc="encoding"):
                 total += 1
-                row, cut, count = _row(record, loss, tokenizer, opts.max_length)
+                row, cut, count = _row(record, loss, tokenizer, opts.max_length, path)
                 truncated += cut
                 if row is None or count == 0:
                     continue
@@ -197,6 +206,7 @@ class TrainStage(Stage["TrainStage.Options"]):
             info={"base": _base(model), "reformatter": ctx.output(opts.examples, "reformatter", None),
                   "loss": dump_recipe(opts.loss), "recipe": ctx.recipe.name, "stage": ctx.name},
             packing=packing,
+            checkpointing="full" if opts.gradient_checkpointing is True else opts.gradient_checkpointing or None,
             max_length=opts.max_length,
             arguments=self._arguments(ctx, cuda, deepspeed),
         )
@@ -230,7 +240,6 @@ class TrainStage(Stage["TrainStage.Options"]):
             "gradient_accumulation_steps": opts.gradient_accumulation,
             "bf16": precision == "bf16",
             "fp16": precision == "fp16",
-            **_checkpointing(opts.gradient_checkpointing),
             "deepspeed": deepspeed,
             "report_to": opts.report_to,
             "logging_steps": opts.logging_steps,
@@ -244,8 +253,8 @@ class TrainStage(Stage["TrainStage.Options"]):
         }
 
 
-def _row(record: Example | RankedExample | PreferenceExample, loss: Loss[Any], tokenizer: Any,
-         max_length: int) -> tuple[dict[str, Any] | None, bool, int]:
+def _row(record: Example | RankedExample | PreferenceExample, loss: Loss[Any], tokenizer: Any, max_length: int,
+         path: Path) -> tuple[dict[str, Any] | None, bool, int]:
     """One record as a row of ``dataset.jsonl`` (None: dropped, too long), whether it was too long, and its trained
     tokens: token ids with labels for token losses, continuation features for ranked and preference losses."""
     from misstep.training import encode
@@ -253,6 +262,10 @@ def _row(record: Example | RankedExample | PreferenceExample, loss: Loss[Any], t
     if not loss.continuations:
         assert isinstance(record, Example)
         encoded = encode.encode_example(record, tokenizer, max_length)
+        if not loss.takes_negative_weights and min(encoded.weights, default=0.0) < 0:
+            raise DataError(f"example {record.id!r} has tokens of negative weight (unlikelihood terms), which loss "
+                            f"{loss.name!r} does not train: set `loss: {{use: sft, unlikelihood: true}}` to train "
+                            "them, or give the example's messages and spans weights of 0 or more", path=path)
         return ({"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
                  "example": asdict(encoded.example)}, encoded.truncated, encoded.trained_tokens)
     if isinstance(record, RankedExample):
@@ -274,17 +287,6 @@ def _record_kind(loss: Loss[Any]) -> type[Example] | type[RankedExample] | type[
     if loss.ranked:
         return RankedExample
     return PreferenceExample if loss.preference == "paired" else Example
-
-
-def _checkpointing(enabled: bool) -> dict[str, Any]:
-    """Gradient checkpointing arguments under the name this transformers uses (``activation_`` since 5.x)."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    names = {field.name for field in dataclasses.fields(TrainingArguments)}
-    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
 def _base(model: ModelSpec) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from misstep.errors import ComponentError
+from misstep.training.output_layer import DEFAULT_CHUNK_SIZE, head_scores, output_layer, run_hidden, scores
 from misstep.training.token_loss import TokenScores
 
 if TYPE_CHECKING:
@@ -186,17 +187,30 @@ def continuation_lengths(batch: Mapping[str, Any]) -> Tensor:
     return torch.bincount(batch["token_candidate"], minlength=size).view_as(batch["rewards"])
 
 
-def continuation_scores(model: Any, batch: Mapping[str, Any]) -> TokenScores:
+def continuation_scores(model: Any, batch: Mapping[str, Any], *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> TokenScores:
     """Run ``model`` on a continuation batch and score every trained continuation token.
 
     The result's ``example`` is the token's continuation (``query * K + j``) and ``examples`` is
     ``queries * K``: ``per_example().view_as(batch["rewards"])`` is each continuation's summed log-probability.
-    Only the columns from the last prompt token on go through the output layer.
+    Only the trained tokens go through the output layer, ``chunk_size`` at a time, as in
+    :func:`~misstep.token_logprobs` (``chunk_size=0``: the model computes the logits of every column from the
+    last prompt token on, all at once).
     """
-    keep = batch["input_ids"].shape[1] - int(batch["prompt_width"]) + 1
-    logits = model(input_ids=batch["input_ids"], attention_mask=model_mask(model, batch["attention_mask"]),
-                   position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False).logits
-    return score_continuation_logits(logits, batch)
+    import torch
+
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": model_mask(model, batch["attention_mask"]),
+              "position_ids": batch["position_ids"], "use_cache": False}
+    head = output_layer(model) if chunk_size > 0 else None
+    if head is None:
+        keep = batch["input_ids"].shape[1] - int(batch["prompt_width"]) + 1
+        return score_continuation_logits(model(**inputs, logits_to_keep=keep).logits, batch)
+    hidden, autocast = run_hidden(model, inputs, head)
+    columns = batch["token_column"] + int(batch["prompt_width"]) - 1
+    wanted = batch["token_id"]
+    logprobs, _, correct = head_scores(head, hidden[batch["token_row"], columns], wanted,
+                                       torch.zeros_like(wanted, dtype=torch.bool), chunk_size, autocast)
+    return TokenScores(logprobs=logprobs, correct=correct, weights=torch.ones_like(logprobs),
+                       example=batch["token_candidate"], examples=batch["rewards"].numel())
 
 
 def score_continuation_logits(logits: Tensor, batch: Mapping[str, Any]) -> TokenScores:
@@ -204,9 +218,8 @@ def score_continuation_logits(logits: Tensor, batch: Mapping[str, Any]) -> Token
     the last prompt token on (``logits[:, 0]`` predicts each continuation's first token)."""
     import torch
 
-    scored = logits[batch["token_row"], batch["token_column"]].float()
     wanted = batch["token_id"]
-    logprobs = torch.log_softmax(scored, dim=-1).gather(-1, wanted.unsqueeze(-1)).squeeze(-1)
-    return TokenScores(logprobs=logprobs, correct=scored.detach().argmax(-1) == wanted,
-                       weights=torch.ones_like(logprobs), example=batch["token_candidate"],
-                       examples=batch["rewards"].numel())
+    logprobs, _, correct = scores(logits[batch["token_row"], batch["token_column"]], wanted,
+                                  torch.zeros_like(wanted, dtype=torch.bool))
+    return TokenScores(logprobs=logprobs, correct=correct, weights=torch.ones_like(logprobs),
+                       example=batch["token_candidate"], examples=batch["rewards"].numel())

@@ -27,6 +27,9 @@ from misstep.errors import MisstepError
 from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
 from misstep.specs import LoraSpec, ModelSpec
+from misstep.training import checkpointing
+from misstep.training.attention import share_float_masks
+from misstep.training.checkpointing import Checkpointing
 from misstep.training.checkpoints import last_complete_checkpoint
 from misstep.training.encode import Encoded
 from misstep.training.token_loss import ExampleInfo
@@ -47,6 +50,7 @@ class Job(BaseModel):
     output: Path
     info: dict[str, Any]  # misstep.json, without "adapter" (decided here)
     packing: bool
+    checkpointing: Checkpointing | None = None  # gradient checkpointing of the decoder layers
     max_length: int
     arguments: dict[str, Any]  # transformers TrainingArguments
 
@@ -91,6 +95,7 @@ def _trainer_class() -> type:
 
         def __init__(self, *args: Any, loss: Loss[Any], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            share_float_masks(self.model)  # sdpa: one float mask per batch, not a copy per layer
             self.loss = loss
             # per-token losses get the step's trained-token count (summed over accumulation and ranks) and
             # are not divided by the accumulation steps again; other losses are averaged per micro-batch
@@ -194,6 +199,8 @@ def train(job: Job, loss: Loss[Any], log: Callable[[str], None] = print) -> dict
     set_seed(arguments.seed)  # before the model: a new LoRA's initial weights follow the seed
     tokenizer = load_tokenizer(job.model)
     model, adapter = _model(job)
+    if job.checkpointing:
+        checkpointing.enable(model, job.checkpointing)
     dataset = read_dataset(job.dataset, loss.continuations)
     if loss.uses_reference:
         import torch
