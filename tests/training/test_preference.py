@@ -187,6 +187,20 @@ def test_shared_layout_equals_one_row_per_side(loss: Any, tiny_model: Path) -> N
     assert_same_gradients(results[True][2], results[False][2])
 
 
+def test_the_chunked_output_layer_equals_all_at_once(tiny_model: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    policy = load(tiny_model)
+    batch = collate_continuations(multi_turn_features(tokenizer, perturbed(policy)))
+    results = []
+    for chunk_size in (3, 0):
+        out = DPO(DPO.Options(beta=0.2, sft_weight=0.5, chunk_size=chunk_size)).compute(policy, batch)
+        out.loss.backward()
+        results.append((out.loss.item(), gradients(policy)))
+        policy.zero_grad()
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    assert_same_gradients(results[0][1], results[1][1])
+
+
 def lora_model(folder: Path) -> Any:
     from peft import LoraConfig, get_peft_model
 
