@@ -193,3 +193,22 @@ def test_the_reference_model_is_scored_as_trl_scores_it(tiny_model: Path, tokeni
                                 "rewards": [1.0, 0.0]} for r in rows], trainer.ref_model)
     for row, feature in zip(rows, features):
         assert feature["reference"] == pytest.approx([row["ref_chosen_logps"], row["ref_rejected_logps"]], rel=1e-5)
+
+
+def test_misstep_encodes_single_turn_pairs_as_trl_does_but_the_newline_after_the_turn(
+        tiny_model: Path, tokenizer: Any, tmp_path: Path) -> None:
+    from misstep.datamodel import Message, PreferenceExample
+    from misstep.training.encode import encode_preference
+
+    trainer = dpo_trainer(tiny_model, tokenizer, tmp_path, beta=0.1)
+    for row, prompt, good, bad in zip(trainer.train_dataset, PROMPTS, GOOD, BAD):
+        pair = PreferenceExample(id="p", prompt=[Message(role="user", content=prompt)],
+                                 chosen=[Message(role="assistant", content=good)],
+                                 rejected=[Message(role="assistant", content=bad)])
+        features = encode_preference(pair, tokenizer, 1024)
+        assert features is not None and features["prompt_ids"] == row["prompt_ids"]
+        for ids, trained, theirs in zip(features["candidate_ids"], features["candidate_trained"],
+                                        (row["chosen_ids"], row["rejected_ids"])):
+            # every token trained, up to and including <|im_end|>; TRL's side also holds (and trains) the
+            # newline the template writes after it
+            assert ids == theirs[:-1] and all(trained) and tokenizer.decode(theirs[-2:]) == "<|im_end|>\n"
