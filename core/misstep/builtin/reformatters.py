@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from misstep.components import Options, Reformatter
+from misstep import components
+from misstep.components import Reformatter
 from misstep.datamodel import Example, PreferenceExample, Task, Trajectory
 from misstep.hookspecs import Register, hookimpl
 from misstep.pairs import preference_pairs, reward
@@ -27,7 +28,7 @@ class TrajectoryPairs(Reformatter["TrajectoryPairs.Options"]):
 
     name = "trajectory-pairs"
 
-    class Options(Options):
+    class Options(components.Options):
         per_task: int | None = Field(default=None, gt=0, description="at most this many pairs per task, drawn "
                                      "with `seed` (default: every success with every failure)")
         margin: float = Field(default=0.0, ge=0, description="keep a pair only when the success's reward "
@@ -71,7 +72,7 @@ class TrajectoryPairs(Reformatter["TrajectoryPairs.Options"]):
         return self._report
 
 
-class TrajectoryLabels(Reformatter[Options]):
+class TrajectoryLabels(Reformatter[components.Options]):
     """Each labelled trajectory as an Example labelled desirable (a success) or undesirable (a failure), for KTO.
 
     The example is the whole trajectory: its prompt messages (``prompt_len``) untrained, its own turns with

@@ -25,7 +25,7 @@ token as :class:`~misstep.TokenScores` whose "examples" are the continuations (`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from misstep.errors import ComponentError
 from misstep.training.output_layer import DEFAULT_CHUNK_SIZE, head_scores, output_layer, run_hidden, scores
@@ -38,17 +38,20 @@ PAD, PROMPT = -2, -1  # group ids of padding and prompt tokens; continuation j h
 PAD_ID = 0  # any id will do: padding is masked out both ways and its logits are never read
 
 
-class ContinuationFeatures(TypedDict):
-    """A prompt and its continuations as token ids: each continuation's tokens with a trained flag, a reward per
-    continuation (ranked losses), and where the loss needs them the reference model's summed log-probability
-    of each continuation (``reference``) and whether the example is desirable (``desirable``, unpaired losses)."""
-
+class _Continuations(TypedDict):
     prompt_ids: list[int]
     candidate_ids: list[list[int]]
     candidate_trained: list[list[bool]]
     rewards: list[float]
-    reference: NotRequired[list[float]]
-    desirable: NotRequired[bool]
+
+
+class ContinuationFeatures(_Continuations, total=False):
+    """A prompt and its continuations as token ids: each continuation's tokens with a trained flag, a reward per
+    continuation (ranked losses), and where the loss needs them the reference model's summed log-probability
+    of each continuation (``reference``) and whether the example is desirable (``desirable``, unpaired losses)."""
+
+    reference: list[float]
+    desirable: bool
 
 
 def collate_continuations(features: Sequence[ContinuationFeatures], *, shared: bool = True) -> dict[str, Any]:
