@@ -44,8 +44,8 @@ def test_pairs_are_a_success_and_a_failure_of_the_same_task():
         "tasks with a success and a failure": 3, "tasks paired": 3, "pairs": 5,
         "dropped": {"no shared prompt (the trajectories differ from the first message)": 0}}
     assert len(list(TrajectoryPairs(TrajectoryPairs.Options(per_task=1)).reformat(mixed_set(), {}))) == 3
-    assert [p.metadata["rejected_id"] for p in
-            TrajectoryPairs(TrajectoryPairs.Options(margin=0.9)).reformat(mixed_set(), {})] == ["a#1", "r#1", "r#1", "s#0"]
+    wide = TrajectoryPairs(TrajectoryPairs.Options(margin=0.9)).reformat(mixed_set(), {})
+    assert [p.metadata["rejected_id"] for p in wide] == ["a#1", "r#1", "r#1", "s#0"]
 
 
 def test_misstep_convert_to_trl_dpo_writes_the_same_pairs(tmp_path):

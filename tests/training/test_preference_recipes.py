@@ -32,7 +32,8 @@ def test_eto_runs_end_to_end_on_a_tiny_student(tmp_path: Path) -> None:
     for pair in pairs:  # a success and a failure of one problem, at most 2 per problem
         chosen, rejected = trajectories[pair.metadata["chosen_id"]], trajectories[pair.metadata["rejected_id"]]
         assert (chosen.label, rejected.label) == ("positive", "negative") and chosen.task_id == rejected.task_id
-    assert max(sum(p.metadata["task_id"] == task for p in pairs) for task in {p.metadata["task_id"] for p in pairs}) <= 2
+    per_task = [p.metadata["task_id"] for p in pairs]
+    assert max(per_task.count(task) for task in per_task) <= 2
     info = json.loads((run.dir / "train-dpo" / "model" / "misstep.json").read_text())
     assert info["loss"]["use"] == "dpo" and Path(info["base"]).name == "model"  # the student, continued
     logs = [json.loads(line) for line in (run.dir / "train-dpo" / "log.jsonl").read_text().splitlines()]

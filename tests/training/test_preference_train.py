@@ -27,7 +27,8 @@ def pairs(path: Path, count: int = 4) -> Path:
     write_jsonl(path, [PreferenceExample(
         id=str(n), prompt=MESSAGES[:2], chosen=MESSAGES[2:],
         rejected=[Message(role="assistant", content="Action: Calculator[3 + 12" + "0" * n + "]"),
-                  Message(role="tool", content="Observation: 15"), Message(role="assistant", content="Action: Finish[15]")],
+                  Message(role="tool", content="Observation: 15"),
+                  Message(role="assistant", content="Action: Finish[15]")],
         metadata={"chosen_reward": 1.0, "rejected_reward": 0.0}) for n in range(count)])
     return path
 

@@ -8,21 +8,22 @@ model, and misstep's shared-prompt batch is scored by misstep's own forward pass
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from misstep import collate_continuations
 from misstep.builtin.preference import DPO, KTO, SimPO
 from misstep.training.encode import add_mismatched
 from misstep.training.reference import score
 
-trl = pytest.importorskip("trl")
+from train_helpers import assert_same_gradients, gradients, load_model, perturbed
+
+trl = pytest.importorskip("trl", minversion="1.16")  # its 1.x API: loss_type lists, trl.experimental.cpo
 datasets = pytest.importorskip("datasets")
 
 PROMPTS = ["What is 3 * 12?", "Tom has 3 bags with 12 apples. How many apples?", "Is 7 prime?"]
@@ -36,31 +37,6 @@ def user(text: str) -> list[dict[str, str]]:
 
 def assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
-
-
-def load(folder: Path) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa", dtype=torch.float32)
-
-
-def reference_of(folder: Path) -> torch.nn.Module:
-    """The model with its weights moved a little: a reference that differs from the policy."""
-    model = load(folder)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
-    return model.eval()
-
-
-def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
-def assert_same_gradients(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
-    mine, peer = gradients(ours), gradients(theirs)
-    assert mine.keys() == peer.keys()
-    for name, grad in mine.items():  # relative to the gradient's norm: TRL's fused LM head sums in tiles
-        assert (grad - peer[name]).norm() <= 1e-4 * peer[name].norm(), name
 
 
 def trl_loss(trainer: Any, rows: list[dict[str, Any]]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -88,8 +64,8 @@ def dpo_trainer(tiny_model: Path, tokenizer: Any, tmp_path: Path, **config: Any)
                                        for p, g, b in zip(PROMPTS, GOOD, BAD)])
     args = trl.DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=len(PROMPTS), report_to="none",
                          use_cpu=True, max_length=None, **config)
-    return trl.DPOTrainer(model=load(tiny_model), ref_model=reference_of(tiny_model), args=args, train_dataset=data,
-                          processing_class=tokenizer)
+    return trl.DPOTrainer(model=load_model(tiny_model), ref_model=perturbed(load_model(tiny_model)), args=args,
+                          train_dataset=data, processing_class=tokenizer)
 
 
 @pytest.mark.parametrize(("loss_type", "beta", "sft_weight"), [
@@ -107,7 +83,7 @@ def test_dpo_equals_trl_dpo_trainer(tiny_model: Path, tokenizer: Any, tmp_path: 
     features = with_reference([{"prompt_ids": r["prompt_ids"], "candidate_ids": [r["chosen_ids"], r["rejected_ids"]],
                                 "candidate_trained": [[True] * len(r["chosen_ids"]), [True] * len(r["rejected_ids"])],
                                 "rewards": [1.0, 0.0]} for r in rows], trainer.ref_model)
-    policy = load(tiny_model)
+    policy = load_model(tiny_model)
     out = DPO(DPO.Options(beta=beta, loss_type=loss_type, sft_weight=sft_weight)).compute(
         policy, collate_continuations(features))
     out.loss.backward()
@@ -117,7 +93,7 @@ def test_dpo_equals_trl_dpo_trainer(tiny_model: Path, tokenizer: Any, tmp_path: 
     for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                 "logps/rejected"):
         assert out.metrics[key] == pytest.approx(logged[key], abs=1e-4), key
-    assert_same_gradients(policy, trainer.model)
+    assert_same_gradients(gradients(policy), gradients(trainer.model), rel=1e-4)  # TRL sums in tiles
 
 
 def test_kto_equals_trl_kto_trainer(tiny_model: Path, tokenizer: Any, tmp_path: Path) -> None:
@@ -128,7 +104,7 @@ def test_kto_equals_trl_kto_trainer(tiny_model: Path, tokenizer: Any, tmp_path: 
                          use_cpu=True, beta=0.3, desirable_weight=1.0, undesirable_weight=1.4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = trl.KTOTrainer(model=load(tiny_model), ref_model=reference_of(tiny_model), args=args,
+        trainer = trl.KTOTrainer(model=load_model(tiny_model), ref_model=perturbed(load_model(tiny_model)), args=args,
                                  train_dataset=data, processing_class=tokenizer)
     rows = [dict(row) for row in trainer.train_dataset]
     expected, logged = trl_loss(trainer, rows)
@@ -139,7 +115,7 @@ def test_kto_equals_trl_kto_trainer(tiny_model: Path, tokenizer: Any, tmp_path: 
                             "desirable": r["label"]} for r in rows]
     add_mismatched(features, 1024)  # misstep's mismatched pairs are TRL's
     assert [f["candidate_ids"][1] for f in features] == [r["KL_completion_ids"] for r in rows]
-    policy = load(tiny_model)
+    policy = load_model(tiny_model)
     out = KTO(KTO.Options(beta=0.3, desirable_weight=1.0, undesirable_weight=1.4)).compute(
         policy, collate_continuations(with_reference(features, trainer.ref_model)))
     out.loss.backward()
@@ -148,7 +124,7 @@ def test_kto_equals_trl_kto_trainer(tiny_model: Path, tokenizer: Any, tmp_path: 
     assert logged["kl"] > 0  # the KL term takes part
     for key in ("kl", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"):
         assert out.metrics[key] == pytest.approx(logged[key], abs=1e-4), key
-    assert_same_gradients(policy, trainer.model)
+    assert_same_gradients(gradients(policy), gradients(trainer.model), rel=1e-4)  # TRL sums in tiles
 
 
 def test_simpo_equals_trl_cpo_trainer_with_simpo(tiny_model: Path, tokenizer: Any, tmp_path: Path) -> None:
@@ -161,7 +137,7 @@ def test_simpo_equals_trl_cpo_trainer_with_simpo(tiny_model: Path, tokenizer: An
                      remove_unused_columns=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = CPOTrainer(model=load(tiny_model), args=args, train_dataset=data, processing_class=tokenizer)
+        trainer = CPOTrainer(model=load_model(tiny_model), args=args, train_dataset=data, processing_class=tokenizer)
     rows = [dict(row) for row in trainer.train_dataset]
     trainer.model.train()
     expected, logged = trainer.get_batch_loss_metrics(trainer.model, trainer.data_collator(rows))
@@ -174,7 +150,7 @@ def test_simpo_equals_trl_cpo_trainer_with_simpo(tiny_model: Path, tokenizer: An
                  "candidate_trained": [[True] * len(side(r, "chosen")), [True] * len(side(r, "rejected"))],
                  "rewards": [1.0, 0.0]} for r in rows]
     assert all(r["chosen_labels"][len(r["prompt_input_ids"]):] == side(r, "chosen") for r in rows)
-    policy = load(tiny_model)
+    policy = load_model(tiny_model)
     out = SimPO(SimPO.Options(beta=2.0, gamma=0.8)).compute(policy, collate_continuations(features))
     out.loss.backward()
 
@@ -182,7 +158,7 @@ def test_simpo_equals_trl_cpo_trainer_with_simpo(tiny_model: Path, tokenizer: An
     for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                 "logps/rejected"):
         assert out.metrics[key] == pytest.approx(logged[key], abs=1e-4), key
-    assert_same_gradients(policy, trainer.model)
+    assert_same_gradients(gradients(policy), gradients(trainer.model), rel=1e-4)  # TRL sums in tiles
 
 
 def test_the_reference_model_is_scored_as_trl_scores_it(tiny_model: Path, tokenizer: Any, tmp_path: Path) -> None:

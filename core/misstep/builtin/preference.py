@@ -11,9 +11,9 @@ metrics (``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``logps/
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from misstep.components import Loss, LossOutput, Options
 from misstep.hookspecs import Register, hookimpl
@@ -28,7 +28,9 @@ from misstep.training.preference import (
     simpo_losses,
     unpaired_metrics,
 )
-from misstep.training.token_loss import TokenScores
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ScoredOptions(Options):
@@ -41,17 +43,36 @@ class PairOptions(ScoredOptions):
                               "tokens (their mean negative log-likelihood over the batch), as in RPO; 0: none")
 
 
-def _chosen_nll(tokens: TokenScores) -> Any:
-    """The mean negative log-likelihood of the chosen sides' trained tokens (continuation 0 of each pair)."""
-    chosen = tokens.example % 2 == 0
-    return -tokens.logprobs[chosen].mean()
+P = TypeVar("P", bound=PairOptions)
 
 
-class DPO(Loss["DPO.Options"]):
+class PairLoss(Loss[P]):
+    """A loss on (chosen, rejected) pairs: continuation 0 of each prompt is the chosen side, 1 the rejected one."""
+
+    preference: ClassVar[Literal["paired", "unpaired"] | None] = "paired"
+
+    def pair_losses(self, logps: Tensor, lengths: Tensor, batch: Mapping[str, Any]) -> tuple[Tensor, ...]:
+        """Per-pair losses, the chosen and rejected rewards and the (pairs, 2) log-probabilities to log, from each
+        side's summed log-probability and number of trained tokens (both (pairs, 2))."""
+        raise NotImplementedError
+
+    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
+        tokens = continuation_scores(model, batch, chunk_size=self.options.chunk_size)
+        logps = tokens.per_example().view_as(batch["rewards"])
+        losses, chosen_rewards, rejected_rewards, logged = self.pair_losses(logps, continuation_lengths(batch), batch)
+        loss = losses.mean()
+        metrics = pair_metrics(chosen_rewards, rejected_rewards, logged[:, 0], logged[:, 1])
+        if self.options.sft_weight:  # the chosen sides' trained tokens: continuation 0 of each pair
+            nll = -tokens.logprobs[tokens.example % 2 == 0].mean()
+            loss = loss + self.options.sft_weight * nll
+            metrics["nll_loss"] = nll.item()
+        return LossOutput(loss, metrics)
+
+
+class DPO(PairLoss["DPO.Options"]):
     """DPO on (chosen, rejected) pairs against the reference model's log-probabilities (sigmoid, IPO or hinge)."""
 
     name = "dpo"
-    preference: ClassVar[Literal["paired", "unpaired"] | None] = "paired"
 
     class Options(PairOptions):
         beta: float = Field(default=0.1, gt=0, description="how far the policy may move from the reference "
@@ -61,35 +82,28 @@ class DPO(Loss["DPO.Options"]):
         label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="probability that a pair's "
                                        "preference is flipped (conservative DPO; sigmoid only)")
 
+        @model_validator(mode="after")
+        def _smoothing_is_for_sigmoid(self) -> DPO.Options:
+            if self.label_smoothing and self.loss_type != "sigmoid":
+                raise ValueError(f"label_smoothing applies to the sigmoid loss, not to loss_type {self.loss_type!r}")
+            return self
+
     @property
     def uses_reference(self) -> bool:
         return True
 
-    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
-        opts = self.options
-        if opts.label_smoothing and opts.loss_type != "sigmoid":
-            raise ValueError(f"label_smoothing applies to the sigmoid loss, not to {opts.loss_type!r}")
-        tokens = continuation_scores(model, batch, chunk_size=opts.chunk_size)
-        logps = tokens.per_example().view_as(batch["rewards"])
-        lengths = continuation_lengths(batch)
-        ref = batch["reference"]
-        losses, chosen_rewards, rejected_rewards = dpo_losses(
+    def pair_losses(self, logps: Tensor, lengths: Tensor, batch: Mapping[str, Any]) -> tuple[Tensor, ...]:
+        opts, ref = self.options, batch["reference"]
+        losses, chosen, rejected = dpo_losses(
             logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], beta=opts.beta, loss_type=opts.loss_type,
             label_smoothing=opts.label_smoothing, chosen_lengths=lengths[:, 0], rejected_lengths=lengths[:, 1])
-        loss = losses.mean()
-        metrics = pair_metrics(chosen_rewards, rejected_rewards, logps[:, 0], logps[:, 1])
-        if opts.sft_weight:
-            nll = _chosen_nll(tokens)
-            loss = loss + opts.sft_weight * nll
-            metrics["nll_loss"] = nll.item()
-        return LossOutput(loss, metrics)
+        return losses, chosen, rejected, logps
 
 
-class SimPO(Loss["SimPO.Options"]):
+class SimPO(PairLoss["SimPO.Options"]):
     """SimPO on (chosen, rejected) pairs: reference-free, on mean per-token log-probabilities, with a margin."""
 
     name = "simpo"
-    preference: ClassVar[Literal["paired", "unpaired"] | None] = "paired"
 
     class Options(PairOptions):
         beta: float = Field(default=2.0, gt=0, description="scale of the mean log-probabilities (the paper: 2 to 2.5)")
@@ -97,22 +111,11 @@ class SimPO(Loss["SimPO.Options"]):
         label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="probability that a pair's "
                                        "preference is flipped")
 
-    def compute(self, model: Any, batch: Mapping[str, Any]) -> LossOutput:
+    def pair_losses(self, logps: Tensor, lengths: Tensor, batch: Mapping[str, Any]) -> tuple[Tensor, ...]:
         opts = self.options
-        tokens = continuation_scores(model, batch, chunk_size=opts.chunk_size)
-        lengths = continuation_lengths(batch)
-        sums = tokens.per_example().view_as(batch["rewards"])
-        losses, chosen_rewards, rejected_rewards = simpo_losses(
-            sums[:, 0], sums[:, 1], lengths[:, 0], lengths[:, 1], beta=opts.beta, gamma=opts.gamma,
-            label_smoothing=opts.label_smoothing)
-        loss = losses.mean()
-        metrics = pair_metrics(chosen_rewards, rejected_rewards, chosen_rewards / opts.beta,
-                               rejected_rewards / opts.beta)  # TRL logs SimPO's mean log-probabilities
-        if opts.sft_weight:
-            nll = _chosen_nll(tokens)
-            loss = loss + opts.sft_weight * nll
-            metrics["nll_loss"] = nll.item()
-        return LossOutput(loss, metrics)
+        losses, chosen, rejected = simpo_losses(logps[:, 0], logps[:, 1], lengths[:, 0], lengths[:, 1],
+                                                beta=opts.beta, gamma=opts.gamma, label_smoothing=opts.label_smoothing)
+        return losses, chosen, rejected, logps / lengths.clamp(min=1)  # TRL logs SimPO's mean log-probabilities
 
 
 class KTO(Loss["KTO.Options"]):

@@ -46,7 +46,8 @@ def simpo_losses(chosen: Tensor, rejected: Tensor, chosen_lengths: Tensor, rejec
                  gamma: float, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """Per-pair SimPO losses (reference-free) and the rewards ``beta * mean log-probability`` of each side.
 
-    ``d = chosen / |chosen| - rejected / |rejected|``; loss ``-(1 - e) log s(beta d - gamma) - e log s(gamma - beta d)``.
+    ``d = chosen / |chosen| - rejected / |rejected|``;
+    loss ``-(1 - e) log s(beta d - gamma) - e log s(gamma - beta d)``.
     """
     import torch.nn.functional as F
 
@@ -80,7 +81,8 @@ def kto_losses(logps: Tensor, ref: Tensor, desirable: Tensor, kl: Tensor, *, bet
     return losses, beta * ratio.detach()
 
 
-def pair_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor, chosen: Tensor, rejected: Tensor) -> dict[str, float]:
+def pair_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor, chosen: Tensor,
+                 rejected: Tensor) -> dict[str, float]:
     """TRL's logged values for a batch of pairs: mean rewards, margins, reward accuracy and log-probabilities."""
     return {
         "rewards/chosen": chosen_rewards.mean().item(),
