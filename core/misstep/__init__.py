@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from misstep.components import (
         Backend,
         Component,
+        InputPath,
         Loss,
         LossOutput,
         Options,
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
         validate_recipe,
     )
     from misstep.runner import run_recipe
-    from misstep.specs import LoraSpec, ModelSpec
+    from misstep.specs import LoraSpec, ModelPath, ModelSpec
     from misstep.summary import grouped_metrics, markdown_table, save_metrics
     from misstep.training.continuations import (
         ContinuationFeatures,
@@ -104,9 +105,9 @@ if TYPE_CHECKING:
 # public name -> the module that defines it (a test checks this against the imports above)
 _EXPORTS = {
     "observe": "misstep.agent.loop",
-    **dict.fromkeys(["Backend", "Component", "Loss", "LossOutput", "Options", "ParsedCall", "ParsedReply",
-                     "Reformatter", "Sampling", "Stage", "TaskLoader", "Tool", "ToolCallParser", "TrajectorySource",
-                     "Verifier"], "misstep.components"),
+    **dict.fromkeys(["Backend", "Component", "InputPath", "Loss", "LossOutput", "Options", "ParsedCall",
+                     "ParsedReply", "Reformatter", "Sampling", "Stage", "TaskLoader", "Tool", "ToolCallParser",
+                     "TrajectorySource", "Verifier"], "misstep.components"),
     **dict.fromkeys(["Run", "StageContext"], "misstep.context"),
     **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "PreferenceExample", "Provenance",
                      "RankedExample", "Task", "ToolCall", "ToolSchema", "Trajectory", "Verdict", "WeightSpan"],
@@ -123,7 +124,7 @@ _EXPORTS = {
                      "TaskRefs", "ToolRef", "VerifierRef", "dump_recipe", "load_recipe", "validate_recipe"],
                     "misstep.recipe"),
     "run_recipe": "misstep.runner",
-    **dict.fromkeys(["LoraSpec", "ModelSpec"], "misstep.specs"),
+    **dict.fromkeys(["LoraSpec", "ModelPath", "ModelSpec"], "misstep.specs"),
     **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
     **dict.fromkeys(["ContinuationFeatures", "collate_continuations", "continuation_lengths", "continuation_scores"],
                     "misstep.training.continuations"),

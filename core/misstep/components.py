@@ -28,6 +28,15 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass(frozen=True)
+class InputPath:
+    """Marks an options field that names an input file or folder: ``Annotated[Path, InputPath()]`` (also on a
+    list of paths, or on one member of a union). Recipe validation reports every such path that does not
+    exist, with its line; ``names`` are values that are not paths (aliases, presets)."""
+
+    names: tuple[str, ...] = ()
+
+
 O = TypeVar("O", bound=Options)
 
 

@@ -96,8 +96,8 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
                     parser=options.tool_parser.build(),
                 )
                 for trajectory in ctx.progress(agent.run(todo), desc="trajectories", total=len(todo)):
-                    ctx.trajectory_produced(trajectory)
                     store.add(trajectory)
+                    ctx.trajectory_produced(trajectory)
             finally:
                 backend.close()
     finally:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from misstep.components import Loss, Options, Stage
+from misstep.components import InputPath, Loss, Options, Stage
 from misstep.context import StageContext
 from misstep.datamodel import Example, PreferenceExample, RankedExample
 from misstep.errors import DataError, MisstepError
@@ -49,7 +49,7 @@ class ExamplesStage(Stage["ExamplesStage.Options"]):
     name = "examples"
 
     class Options(Options):
-        path: Path = Field(description="JSONL file of Example or RankedExample records")
+        path: Annotated[Path, InputPath()] = Field(description="JSONL file of Example or RankedExample records")
         reformatter: dict[str, Any] | None = Field(
             default=None, description="the reformatter that made the file ({use: name, ...}), stored with the "
             "trained model so evaluation applies its inference prompt")
@@ -94,7 +94,7 @@ class TrainStage(Stage["TrainStage.Options"]):
         packing: Literal["auto"] | bool = Field(
             default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked and "
             "preference losses)")
-        deepspeed: str | dict[str, Any] | None = Field(
+        deepspeed: Annotated[str, InputPath(names=tuple(DEEPSPEED_PRESETS))] | dict[str, Any] | None = Field(
             default=None, description="DeepSpeed config: a preset (zero2, zero3, zero3-offload), a JSON file or a "
             "mapping; runs under torchrun")
         processes: int | None = Field(default=None, gt=0, description="training processes (torchrun ranks); "
