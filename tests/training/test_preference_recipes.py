@@ -45,7 +45,8 @@ def test_eto_runs_end_to_end_on_a_tiny_student(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["eto.yaml", "kto-nat.yaml"])
 def test_preference_recipes_validate(name: str) -> None:
-    recipe = misstep.load_recipe(ROOT / "recipes" / name, plugins=misstep.get_plugins())
+    # kto-nat's data (NAT's trajectories) is downloaded separately: its paths are not checked here
+    recipe = misstep.load_recipe(ROOT / "recipes" / name, plugins=misstep.get_plugins(), check_files=False)
     stages = {stage.label: stage.build().options for stage in recipe.stages}
     trained = stages["train-dpo" if name == "eto.yaml" else "train-kto"]
     assert trained.loss.use == ("dpo" if name == "eto.yaml" else "kto") and trained.init is not None
