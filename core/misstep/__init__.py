@@ -84,6 +84,12 @@ if TYPE_CHECKING:
     from misstep.runner import run_recipe
     from misstep.specs import LoraSpec, ModelPath, ModelSpec
     from misstep.summary import grouped_metrics, markdown_table, save_metrics
+    from misstep.training.continuations import (
+        ContinuationFeatures,
+        collate_continuations,
+        continuation_lengths,
+        continuation_scores,
+    )
     from misstep.training.encode import Encoded, encode_example
     from misstep.training.packing import collate_packed, collate_padded
     from misstep.training.token_loss import (
@@ -120,6 +126,8 @@ _EXPORTS = {
     "run_recipe": "misstep.runner",
     **dict.fromkeys(["LoraSpec", "ModelPath", "ModelSpec"], "misstep.specs"),
     **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
+    **dict.fromkeys(["ContinuationFeatures", "collate_continuations", "continuation_lengths", "continuation_scores"],
+                    "misstep.training.continuations"),
     **dict.fromkeys(["Encoded", "encode_example"], "misstep.training.encode"),
     **dict.fromkeys(["collate_packed", "collate_padded"], "misstep.training.packing"),
     **dict.fromkeys(["IGNORE_INDEX", "ExampleInfo", "TokenScores", "aligned_cross_entropy", "model_inputs",
