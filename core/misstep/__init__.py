@@ -88,6 +88,12 @@ if TYPE_CHECKING:
     from misstep.specs import LoraSpec, ModelPath, ModelSpec
     from misstep.step_credit import correct_prefix, first_wrong_step, step_messages, step_pairs
     from misstep.summary import grouped_metrics, markdown_table, save_metrics
+    from misstep.training.continuations import (
+        ContinuationFeatures,
+        collate_continuations,
+        continuation_lengths,
+        continuation_scores,
+    )
     from misstep.training.encode import Encoded, encode_example
     from misstep.training.packing import collate_packed, collate_padded
     from misstep.training.token_loss import (
@@ -125,6 +131,8 @@ _EXPORTS = {
     **dict.fromkeys(["LoraSpec", "ModelPath", "ModelSpec"], "misstep.specs"),
     **dict.fromkeys(["correct_prefix", "first_wrong_step", "step_messages", "step_pairs"], "misstep.step_credit"),
     **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
+    **dict.fromkeys(["ContinuationFeatures", "collate_continuations", "continuation_lengths", "continuation_scores"],
+                    "misstep.training.continuations"),
     **dict.fromkeys(["Encoded", "encode_example"], "misstep.training.encode"),
     **dict.fromkeys(["collate_packed", "collate_padded"], "misstep.training.packing"),
     **dict.fromkeys(["IGNORE_INDEX", "ExampleInfo", "TokenScores", "aligned_cross_entropy", "model_inputs",

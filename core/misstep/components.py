@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -146,7 +146,9 @@ class Verifier(Component[O]):
 
 
 class Reformatter(Component[O]):
-    """Turns labelled trajectories into training examples (this is where NAT, NUT and Vanilla differ).
+    """Turns labelled trajectories into training examples (this is where NAT, NUT and Vanilla differ):
+    :class:`Example` records for token losses, :class:`PreferenceExample` pairs for paired preference losses,
+    :class:`RankedExample` pools for ranking losses.
 
     ``inference_prompt`` rewrites an evaluation prompt the way the trained model expects it (NAT adds
     the positive hint); the train stage stores the reformatter with the model so evaluation applies it.
@@ -177,8 +179,18 @@ class LossOutput:
 
 class Loss(Component[O]):
     """A training objective. ``compute`` gets a token batch (padded or packed rows; its contract is in
-    :mod:`misstep.training.token_loss`) unless the loss defines ``collate``; ``ranked`` losses receive
-    batches built from :class:`RankedExample` through their own ``collate``.
+    :mod:`misstep.training.token_loss`) unless the loss says otherwise:
+
+    - ``ranked`` losses receive batches built from :class:`RankedExample` through their own ``collate``;
+    - ``preference`` losses receive continuation batches (:mod:`misstep.training.continuations`: each prompt
+      once, its continuations beside it under a 4-D mask), from :class:`PreferenceExample` pairs
+      (``"paired"``: the chosen side is continuation 0, the rejected one continuation 1) or from
+      :class:`Example` records labelled desirable or undesirable (``"unpaired"``: the example's own
+      continuation, then the previous example's as a mismatched one, and ``batch["desirable"]``).
+
+    Where ``uses_reference`` is true the batch also holds ``reference``: the summed log-probability of each
+    continuation under the model the stage starts from, computed once before training
+    (:mod:`misstep.training.reference`), so training holds one model.
 
     ``per_token`` losses normalise by ``batch["num_items_in_batch"]`` when the trainer passes it: the
     trained tokens of the whole optimizer step (every accumulated micro-batch, every process), so that
@@ -188,7 +200,18 @@ class Loss(Component[O]):
 
     kind = "loss"
     ranked: ClassVar[bool] = False
+    preference: ClassVar[Literal["paired", "unpaired"] | None] = None
     per_token: ClassVar[bool] = False
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether batches need the reference model's log-probabilities (``batch["reference"]``)."""
+        return False
+
+    @property
+    def continuations(self) -> bool:
+        """Whether the loss trains on continuation batches (ranked and preference losses), not token batches."""
+        return self.ranked or self.preference is not None
 
     @property
     def takes_negative_weights(self) -> bool:
@@ -203,7 +226,8 @@ class Loss(Component[O]):
         """Optional: the batch for ``compute`` from encoded examples (ranked losses must define it).
 
         Ranked features are dicts with ``prompt_ids``, ``candidate_ids``, ``candidate_trained`` and
-        ``rewards``. Losses that do not define it get the engine's padded or packed token batches.
+        ``rewards`` (:class:`~misstep.ContinuationFeatures`). Losses that do not define it get the engine's
+        padded or packed token batches, or for preference losses :func:`~misstep.collate_continuations`.
         """
         raise NotImplementedError
 

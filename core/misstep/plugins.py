@@ -99,6 +99,8 @@ BUILTINS = (
     "misstep.builtin.files",
     "misstep.builtin.losses",
     "misstep.builtin.parsers",
+    "misstep.builtin.preference",
+    "misstep.builtin.reformatters",
     "misstep.builtin.stages",
     "misstep.builtin.step_credit",
     "misstep.builtin.tool_command",
