@@ -19,15 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODS = ["vanilla", "nat", "correct-prefix", "step-pairs"]
 
 
-def recipe_data() -> tuple[dict, list[str]]:
-    """The recipe as data, and its methods. The step-pairs arm trains with the `dpo` loss of the preference
-    losses (issue 15); where that loss is not registered yet, its train and evaluate stages are left out."""
-    data = yaml.safe_load((ROOT / "recipes" / "step-credit.yaml").read_text())
-    if "dpo" in misstep.get_plugins().names("loss"):
-        return data, METHODS
-    data["stages"] = [s for s in data["stages"] if s.get("name") not in ("train-step-pairs", "eval-step-pairs")]
-    data["stages"][-1]["evaluations"].remove("eval-step-pairs")
-    return data, METHODS[:-1]
+def recipe_data() -> dict:
+    return yaml.safe_load((ROOT / "recipes" / "step-credit.yaml").read_text())
 
 
 def stages_of(data: dict) -> dict[str, dict]:
@@ -35,19 +28,17 @@ def stages_of(data: dict) -> dict[str, dict]:
 
 
 def test_the_recipe_validates_and_every_method_starts_from_the_one_sft_start():
-    data, methods = recipe_data()
-    recipe = misstep.validate_recipe(copy.deepcopy(data), plugins=misstep.get_plugins(), file="step-credit.yaml")
+    recipe = misstep.validate_recipe(recipe_data(), plugins=misstep.get_plugins(), file="step-credit.yaml")
     options = {stage.label: stage.build().options for stage in recipe.stages}
-    trains = [options[f"train-{method}"] for method in methods]
+    trains = [options[f"train-{method}"] for method in METHODS]
     assert {t.init for t in trains} == {"train-start"}
     assert len({(t.max_steps, t.batch_size, t.gradient_accumulation) for t in trains}) == 1  # same examples trained
     assert options["train-correct-prefix"].loss.use == "sft" and options["train-correct-prefix"].loss.options.unlikelihood
     assert options["reformat-correct-prefix"].reformatter.options.wrong_weight == -1
-    assert stages_of(yaml.safe_load((ROOT / "recipes" / "step-credit.yaml").read_text()))[
-        "train-step-pairs"]["loss"]["use"] == "dpo"
+    assert options["train-step-pairs"].loss.use == "dpo" and options["train-step-pairs"].loss.options.sft_weight == 1
     seeded, runs = repeat(misstep.dump_recipe(recipe), [0, 1, 2])
     copies = stages_of(seeded)
-    for method in methods:
+    for method in METHODS:
         assert [name for _, name in runs[f"eval-{method}"]] == [f"eval-{method}", f"eval-{method}-s1",
                                                                f"eval-{method}-s2"]
         assert copies[f"train-{method}-s2"]["init"] == "train-start" and copies[f"train-{method}-s2"]["seed"] == 2
@@ -72,9 +63,8 @@ def tiny(data: dict) -> dict:
 
 @pytest.mark.slow
 def test_the_recipe_runs_end_to_end_on_a_tiny_student(tmp_path):
-    data, methods = recipe_data()
     plugins = misstep.get_plugins()
-    run = misstep.run_recipe(misstep.validate_recipe(tiny(data), plugins=plugins, file="step-credit.yaml"),
+    run = misstep.run_recipe(misstep.validate_recipe(tiny(recipe_data()), plugins=plugins, file="step-credit.yaml"),
                              run_dir=tmp_path / "run", plugins=plugins, quiet=True)
     assert run.output("step-values", "valued") > 0 and sum(run.output("step-values", "first_wrong_steps").values())
     examples = list(misstep.read_jsonl(run.output("reformat-correct-prefix", "examples"), misstep.Example))
@@ -84,8 +74,9 @@ def test_the_recipe_runs_end_to_end_on_a_tiny_student(tmp_path):
     pairs = list(misstep.read_jsonl(run.output("reformat-step-pairs", "examples"), misstep.PreferenceExample))
     assert pairs and all(len(p.chosen) == len(p.rejected) == 1 for p in pairs)
     table = misstep.read_text(run.output("compare", "table"))
-    for method in methods:
+    for method in METHODS:
         assert f"| {method} |" in table
+    assert run.output("train-step-pairs", "steps") == 3
 
 
 def test_step_values_find_the_step_where_the_teacher_went_wrong(tmp_path):
