@@ -38,6 +38,7 @@ def test_the_recipe_validates_and_every_method_starts_from_the_one_sft_start():
     assert options["train-step-pairs"].loss.use == "dpo" and options["train-step-pairs"].loss.options.sft_weight == 1
     seeded, runs = repeat(misstep.dump_recipe(recipe), [0, 1, 2])
     copies = stages_of(seeded)
+    assert "train-start-s1" not in copies  # the SFT start is trained once
     for method in METHODS:
         assert [name for _, name in runs[f"eval-{method}"]] == [f"eval-{method}", f"eval-{method}-s1",
                                                                f"eval-{method}-s2"]
