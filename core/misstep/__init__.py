@@ -38,9 +38,12 @@ if TYPE_CHECKING:
         Candidate,
         Example,
         Message,
+        NextStep,
         PreferenceExample,
         Provenance,
         RankedExample,
+        StepCredit,
+        StepSpan,
         Task,
         ToolCall,
         ToolSchema,
@@ -83,6 +86,7 @@ if TYPE_CHECKING:
     )
     from misstep.runner import run_recipe
     from misstep.specs import LoraSpec, ModelPath, ModelSpec
+    from misstep.step_credit import correct_prefix, first_wrong_step, step_messages, step_pairs
     from misstep.summary import grouped_metrics, markdown_table, save_metrics
     from misstep.training.continuations import (
         ContinuationFeatures,
@@ -109,9 +113,9 @@ _EXPORTS = {
                      "ParsedReply", "Reformatter", "Sampling", "Stage", "TaskLoader", "Tool", "ToolCallParser",
                      "TrajectorySource", "Verifier"], "misstep.components"),
     **dict.fromkeys(["Run", "StageContext"], "misstep.context"),
-    **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "PreferenceExample", "Provenance",
-                     "RankedExample", "Task", "ToolCall", "ToolSchema", "Trajectory", "Verdict", "WeightSpan"],
-                    "misstep.datamodel"),
+    **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "NextStep", "PreferenceExample",
+                     "Provenance", "RankedExample", "StepCredit", "StepSpan", "Task", "ToolCall", "ToolSchema",
+                     "Trajectory", "Verdict", "WeightSpan"], "misstep.datamodel"),
     **dict.fromkeys(["ComponentError", "DataError", "MisstepError", "PluginError", "RecipeError"], "misstep.errors"),
     **dict.fromkeys(["Register", "hookimpl"], "misstep.hookspecs"),
     **dict.fromkeys(["AllowEmpty", "JsonlAppender", "iter_json_rows", "nonempty", "read_json", "read_jsonl", "read_text",
@@ -125,6 +129,7 @@ _EXPORTS = {
                     "misstep.recipe"),
     "run_recipe": "misstep.runner",
     **dict.fromkeys(["LoraSpec", "ModelPath", "ModelSpec"], "misstep.specs"),
+    **dict.fromkeys(["correct_prefix", "first_wrong_step", "step_messages", "step_pairs"], "misstep.step_credit"),
     **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
     **dict.fromkeys(["ContinuationFeatures", "collate_continuations", "continuation_lengths", "continuation_scores"],
                     "misstep.training.continuations"),

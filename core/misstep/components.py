@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from misstep.datamodel import Example, Message, PreferenceExample, RankedExample, Task, ToolSchema, Trajectory, Verdict
+from misstep.datamodel import (
+    Example,
+    Message,
+    PreferenceExample,
+    RankedExample,
+    StepCredit,
+    Task,
+    ToolSchema,
+    Trajectory,
+    Verdict,
+)
 from misstep.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -117,12 +127,22 @@ class Tool(Component[O]):
 
 
 class Verifier(Component[O]):
-    """Judges an answer against a task's gold answer."""
+    """Judges an answer against a task's gold answer.
+
+    A step verifier also judges each step of a trajectory (:meth:`judge_steps`); the ``step-values`` stage
+    uses it instead of branch rollouts with ``method: verifier``.
+    """
 
     kind = "verifier"
 
     def verify(self, task: Task, prediction: str | None, messages: Sequence[Message] = ()) -> Verdict:
         raise NotImplementedError
+
+    def judge_steps(self, task: Task, trajectory: Trajectory) -> StepCredit | None:
+        """Optional: the trajectory's step values, 1 for each right step and 0 from the first wrong one on,
+        with ``spans`` when the steps are parts of messages (e.g. the lines of one answer). None: this
+        verifier cannot judge steps (the default), or not this trajectory's."""
+        return None
 
 
 class Reformatter(Component[O]):

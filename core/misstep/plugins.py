@@ -102,6 +102,7 @@ BUILTINS = (
     "misstep.builtin.preference",
     "misstep.builtin.reformatters",
     "misstep.builtin.stages",
+    "misstep.builtin.step_credit",
     "misstep.builtin.tool_command",
     "misstep.builtin.train",
     "misstep.builtin.verifiers",

@@ -11,6 +11,8 @@ import misstep
 from misstep import load_recipe, read_jsonl, run_recipe
 from misstep.agent import trajectory_key
 
+from agent_components import Interrupter
+
 ROWS = [
     {"id": "a", "question": "2+3", "answer": 5},
     {"id": "b", "question": "1+1", "answer": 2},
@@ -34,21 +36,6 @@ stages:
     tools: [add]
     verifier: exact
 {lines}"""
-
-
-class Interrupter:
-    """Counts trajectory_produced calls; raises ``error`` (KeyboardInterrupt) at call number ``after`` (if set)."""
-
-    def __init__(self, after=None, error=KeyboardInterrupt):
-        self.after = after
-        self.error = error
-        self.seen = []
-
-    @misstep.hookimpl
-    def trajectory_produced(self, trajectory, ctx):
-        self.seen.append(trajectory.id)
-        if len(self.seen) == self.after:
-            raise self.error
 
 
 def stored(run_dir):
