@@ -38,7 +38,7 @@ CASES: list[tuple[str, int]] = [
 
 def in_process(expression: str, max_digits: int, cap: float) -> tuple[str, str]:
     """(seconds, observation) of ``calculate`` in a fresh process with no deadline, or (">cap", "")."""
-    code = ("import sys, time\nfrom misstep_tools.calculator import Limits, calculate\n"
+    code = ("import sys, time\nfrom misstep_tools.calculator import Limits\nfrom misstep_tools.expressions import calculate\n"
             "expression, digits = sys.argv[1], int(sys.argv[2])\nstarted = time.perf_counter()\n"
             "observation = calculate(expression, Limits(max_digits=digits, timeout=1e9))\n"
             "print(f'{time.perf_counter() - started:.2f}'); print(observation[:40])")

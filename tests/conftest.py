@@ -1,11 +1,12 @@
 """Fixtures for every test folder: a fresh plugin manager per test, one tiny local model per session, a
-recipe writer and a JSON Lines writer."""
+recipe writer, a JSON Lines writer and Python's own SIGINT handler."""
 
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,15 @@ def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
     reset_plugins()
     yield
     reset_plugins()
+
+
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler (KeyboardInterrupt), as in a terminal: a shell starts background jobs with
+    SIGINT ignored, and tests of a real Ctrl-C would see nothing there."""
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, outer)
 
 
 @pytest.fixture(scope="session")

@@ -75,11 +75,10 @@ class CtrlC(misstep.Tool):
 
 
 @pytest.mark.parametrize("argument", ["raise", "swallow"])
-def test_a_real_ctrl_c_still_ends_the_run(argument: str) -> None:
-    handler = signal.getsignal(signal.SIGINT)
+def test_a_real_ctrl_c_still_ends_the_run(argument: str, python_sigint: None) -> None:
     with pytest.raises(KeyboardInterrupt):
         observe(CtrlC(), argument)
-    assert signal.getsignal(signal.SIGINT) is handler  # the guard's handler is gone
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the guard's handler is gone
 
 
 def test_outside_the_main_thread_everything_is_an_observation() -> None:

@@ -36,3 +36,11 @@ def test_public_names_match_their_type_checking_imports() -> None:
     assert misstep.testing.__name__ == "misstep.testing"  # submodules too, on first use
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         misstep.nope  # noqa: B018
+
+
+def test_loading_every_first_party_plugin_imports_no_torch_or_sympy() -> None:
+    # what every `misstep` command does first: `misstep --help` stays about a second, not four
+    code = ("import sys, misstep\nmisstep.get_plugins()\n"
+            "print(sorted(m for m in ('torch', 'sympy', 'transformers', 'rank_bm25') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"loading the plugins imported {result.stdout.strip()}"

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 import misstep
-from misstep_tools.calculator import WORKER, Calculate, Calculator, Limits, calculate
+from misstep_tools.calculator import WORKER, Calculate, Calculator, Limits
+from misstep_tools.expressions import calculate
 from misstep_tools.worker import Worker
 
 

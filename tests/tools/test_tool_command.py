@@ -111,7 +111,7 @@ def test_a_raising_tool_gives_the_loops_error_observation(raising_plugins: None)
     assert misstep_tool("interrupting", "raise") == (0, "Error: tool 'interrupting' failed: KeyboardInterrupt\n")
 
 
-def test_a_real_ctrl_c_is_the_normal_interruption(raising_plugins: None) -> None:
+def test_a_real_ctrl_c_is_the_normal_interruption(raising_plugins: None, python_sigint: None) -> None:
     code, output = misstep_tool("interrupting", "signal")
     assert code == 130 and output.startswith("Interrupted.") and "Traceback" not in output
 

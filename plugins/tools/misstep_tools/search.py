@@ -18,11 +18,13 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import misstep
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from rank_bm25 import BM25Okapi
+
+if TYPE_CHECKING:
+    from rank_bm25 import BM25Okapi
 
 CACHE_VERSION = 2
 CACHE_SUFFIX = ".bm25.json"
@@ -135,6 +137,8 @@ def _read_cache(cache_path: Path, key: dict[str, Any], corpus_bytes: int) -> Ind
     except (OSError, ValueError) as error:
         _warn_rebuilt(cache_path, str(error))
         return None
+    from rank_bm25 import BM25Okapi
+
     bm25 = BM25Okapi.__new__(BM25Okapi)
     for name in _BM25_STATE:
         setattr(bm25, name, getattr(stored, name))
@@ -166,6 +170,8 @@ def load_index(path: Path, text_field: str, title_field: str | None, *, cache: b
     cache_path = path.with_name(path.name + CACHE_SUFFIX)
     if cache and digest and (index := _read_cache(cache_path, key, path.stat().st_size)) is not None:
         return index
+    from rank_bm25 import BM25Okapi
+
     passages = read_passages(path, text_field, title_field)
     index = Index(passages, BM25Okapi([tokenize(f"{p.title} {p.text}") for p in passages]))
     if cache:

@@ -17,11 +17,13 @@ its candidates beside it under a 4-D mask.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import misstep
-import torch
 from pydantic import Field
+
+if TYPE_CHECKING:
+    import torch
 
 
 def candidate_scores(tokens: misstep.TokenScores, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -40,7 +42,7 @@ def rrhf_terms(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
     """
     ordered = (rewards[:, :, None] < rewards[:, None, :]) & valid[:, :, None] & valid[:, None, :]
     gap = scores[:, :, None] - scores[:, None, :]  # p_i - p_j
-    rank = torch.where(ordered, gap.clamp(min=0), torch.zeros_like(gap)).sum(dim=(1, 2))
+    rank = gap.clamp(min=0).masked_fill(~ordered, 0.0).sum(dim=(1, 2))
     best = rewards.masked_fill(~valid, float("-inf")).argmax(dim=1, keepdim=True)
     sft = -scores.gather(1, best).squeeze(1)
     if lengths is not None:
