@@ -35,7 +35,8 @@ and everything else the process holds), on GPU ``torch.cuda.max_memory_allocated
 Throughput is measured after ``--warmup`` steps, over the remaining steps, with the GPU synchronised at
 each step end; on CPU, seconds are the training process's CPU time (set OMP_NUM_THREADS=1), because
 wall time on a shared CPU mostly measures the neighbours. Trained tokens are loss-bearing labels; all
-tokens are the examples' tokens (no padding).
+tokens are the examples' tokens (no padding). ``--profile DIR`` runs torch.profiler over the timed steps
+and writes each method's operators (by input shapes, slowest first) to ``DIR/METHOD.txt``.
 
 Data: ``arithmetic`` (default) are misstep-nat's arithmetic word problems solved by its scripted teacher
 (1-2 calculator steps); ``gsm8k:PATH`` turns GSM8K training solutions into ReAct trajectories, one
@@ -182,6 +183,32 @@ def step_clock() -> Any:
     return Clock()
 
 
+def step_profiler(warmup: int, path: Path) -> Any:
+    """A TrainerCallback that runs torch.profiler over the steps after the first ``warmup`` and writes its
+    operators, by input shapes and by self time, to ``path``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class Profiler(TrainerCallback):
+        def __init__(self) -> None:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+            self.profiler = profile(activities=activities, record_shapes=True)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == warmup:
+                self.profiler.start()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.profiler.stop()
+            averages = self.profiler.key_averages(group_by_input_shape=True)
+            key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+            path.write_text(averages.table(sort_by=key, row_limit=40, max_name_column_width=60,
+                                           max_shapes_column_width=80))
+
+    return Profiler()
+
+
 # --- the three trainers ----------------------------------------------------------------------------
 
 def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = None, **extra: Any) -> Any:
@@ -312,6 +339,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trainer = BUILDERS[args.run](args, model, tokenizer, examples, Path(out))
         clock = step_clock()
         trainer.add_callback(clock)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            trainer.add_callback(step_profiler(args.warmup, args.profile / f"{args.run}.txt"))
         result = trainer.train()
     if args.save_model and args.run == "misstep":
         trainer.save_model(str(args.save_model))
@@ -379,6 +409,9 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--profile", type=Path,
+                        help="write torch.profiler's table of each method's timed steps to PROFILE/METHOD.txt "
+                             "(the profiler slows them down: its run's speeds are not comparable)")
     parser.add_argument("--save-model", type=Path, help="save the misstep method's trained model and tokenizer here")
     parser.add_argument("--run", choices=METHODS, help=argparse.SUPPRESS)  # one method, in a child process
     parser.add_argument("--examples-file", type=Path, help=argparse.SUPPRESS)
