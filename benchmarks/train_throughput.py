@@ -12,8 +12,9 @@ acknowledgement. Each method runs in a fresh process, so peak memory is its own.
 Methods:
 - ``misstep``: the Trainer, ``sft`` loss and collator of ``misstep.training.engine`` as the ``train``
   stage builds them with packing on (``packing: auto`` on a GPU): examples encoded by
-  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed``.
-  ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
+  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed`` into
+  rows of up to ``--max-length`` tokens where sdpa attends one sequence at a time (on a CPU), else rows
+  as long as each batch's longest example (``misstep.training.engine.collator``). ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
   example), ``one`` (one row per batch, the layout for flash attention) or a number of tokens.
 - ``trl``: ``trl.SFTTrainer`` with ``assistant_only_loss=True`` and its default (padded) collator. TRL
   needs ``{% generation %}`` markers in the chat template to find assistant tokens; it gets the model's
@@ -245,19 +246,19 @@ def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, example
                    out: Path) -> Any:
     """misstep's Trainer, loss and collator as the ``train`` stage builds them (packing on)."""
     from misstep.training.encode import encode_example
-    from misstep.training.engine import Collator, _trainer_class
+    from misstep.training.engine import _trainer_class, collator
     from misstep.training.packing import collate_packed
 
     loss = misstep.get_plugins().create("loss", "sft", {"chunk_size": args.chunk_size})
-    collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True)
+    arguments = training_args(args, out, -(-len(examples) // args.batch_size))
+    collate: Any = collator(loss, tokenizer.pad_token_id, True, model, arguments.device, args.max_length)
     if args.rows != "engine":
         def collate(batch: list[Any]) -> dict[str, Any]:
             budget = {"longest": None, "one": sum(len(f.input_ids) for f in batch)}.get(args.rows, args.rows)
             return collate_packed(batch, max_tokens=budget and int(budget), pad_id=tokenizer.pad_token_id)
     features = [encode_example(e, tokenizer, args.max_length) for e in examples]
-    steps = -(-len(features) // args.batch_size)
-    return _trainer_class()(model=model, args=training_args(args, out, steps), train_dataset=features,
-                            data_collator=Counting(collate), loss=loss)
+    return _trainer_class()(model=model, args=arguments, train_dataset=features, data_collator=Counting(collate),
+                            loss=loss)
 
 
 def padded_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: list[misstep.Example],
@@ -444,7 +445,8 @@ def main() -> None:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = results[0]
     turns = sum(sum(m.role == "assistant" for m in e.messages) - 1 for e in examples) / len(examples)
-    rows = {"engine": "as the engine packs them (as long as each batch's longest example)",
+    rows = {"engine": "as the engine packs them (up to max_length tokens where sdpa attends one sequence at a time, "
+                      "on a CPU; else as long as each batch's longest example)",
             "longest": "as long as each batch's longest example", "one": "one per batch"}.get(
         args.rows, f"of at most {args.rows} tokens")
     training = (f"LoRA r {args.lora} on all linear layers ({first['trainable'] / 1e6:.3g}M trained)" if args.lora

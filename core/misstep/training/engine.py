@@ -28,7 +28,7 @@ from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
 from misstep.specs import LoraSpec, ModelSpec
 from misstep.training import checkpointing
-from misstep.training.attention import share_float_masks
+from misstep.training.attention import attends_per_sequence, share_float_masks
 from misstep.training.checkpointing import Checkpointing
 from misstep.training.checkpoints import last_complete_checkpoint
 from misstep.training.encode import Encoded
@@ -70,7 +70,8 @@ class Collator:
 
     loss: Loss[Any]
     pad_id: int
-    packing: bool  # rows as long as the batch's longest example: sdpa/eager attend over whole rows
+    packing: bool
+    max_tokens: int | None = None  # packed rows' length (None: each batch's longest example; see collator())
 
     def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
         if type(self.loss).collate is not Loss.collate:
@@ -78,8 +79,15 @@ class Collator:
         from misstep.training import packing
 
         if self.packing:
-            return packing.collate_packed(features, pad_id=self.pad_id)
+            return packing.collate_packed(features, max_tokens=self.max_tokens, pad_id=self.pad_id)
         return packing.collate_padded(features, self.pad_id)
+
+
+def collator(loss: Loss[Any], pad_id: int, packing: bool, model: Any, device: Any, max_length: int) -> Collator:
+    """The batches for ``loss`` on ``model``: packed rows of up to ``max_length`` tokens where the model attends
+    packed rows one sequence at a time on ``device`` (:func:`misstep.training.attention.attends_per_sequence`),
+    else as long as each batch's longest example; padded rows without ``packing``."""
+    return Collator(loss, pad_id, packing, max_length if attends_per_sequence(model, device) else None)
 
 
 def _trainer_class() -> type:
@@ -197,8 +205,8 @@ def train(job: Job, loss: Loss[Any], log: Callable[[str], None] = print) -> dict
     if job.checkpointing:
         checkpointing.enable(model, job.checkpointing)
     dataset = read_dataset(job.dataset, loss.ranked)
-    collator = Collator(loss, tokenizer.pad_token_id, job.packing)
-    trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
+    batches = collator(loss, tokenizer.pad_token_id, job.packing, model, arguments.device, job.max_length)
+    trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=batches,
                                loss=loss)
     if arguments.disable_tqdm:  # a quiet run: no progress bar, and no log lines printed instead of it
         from transformers import PrinterCallback
