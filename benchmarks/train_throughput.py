@@ -12,9 +12,9 @@ acknowledgement. Each method runs in a fresh process, so peak memory is its own.
 Methods:
 - ``misstep``: the Trainer, ``sft`` loss and collator of ``misstep.training.engine`` as the ``train``
   stage builds them with packing on (``packing: auto`` on a GPU): examples encoded by
-  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed`` into
-  rows of up to ``--max-length`` tokens where sdpa attends one sequence at a time (on a CPU), else rows
-  as long as each batch's longest example (``misstep.training.engine.collator``). ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
+  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed``: each
+  batch in one row where sdpa attends one sequence at a time (on a CPU), else in rows as long as its
+  longest example (``misstep.training.engine.collator``). ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
   example), ``one`` (one row per batch, the layout for flash attention) or a number of tokens.
 - ``trl``: ``trl.SFTTrainer`` with ``assistant_only_loss=True`` and its default (padded) collator. TRL
   needs ``{% generation %}`` markers in the chat template to find assistant tokens; it gets the model's
@@ -251,7 +251,7 @@ def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, example
 
     loss = misstep.get_plugins().create("loss", "sft", {"chunk_size": args.chunk_size})
     arguments = training_args(args, out, -(-len(examples) // args.batch_size))
-    collate: Any = collator(loss, tokenizer.pad_token_id, True, model, arguments.device, args.max_length)
+    collate: Any = collator(loss, tokenizer.pad_token_id, True, model, arguments.device)
     if args.rows != "engine":
         def collate(batch: list[Any]) -> dict[str, Any]:
             budget = {"longest": None, "one": sum(len(f.input_ids) for f in batch)}.get(args.rows, args.rows)
@@ -445,8 +445,8 @@ def main() -> None:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = results[0]
     turns = sum(sum(m.role == "assistant" for m in e.messages) - 1 for e in examples) / len(examples)
-    rows = {"engine": "as the engine packs them (up to max_length tokens where sdpa attends one sequence at a time, "
-                      "on a CPU; else as long as each batch's longest example)",
+    rows = {"engine": "as the engine packs them (one per batch where sdpa attends one sequence at a time, on a CPU; "
+                      "else as long as each batch's longest example)",
             "longest": "as long as each batch's longest example", "one": "one per batch"}.get(
         args.rows, f"of at most {args.rows} tokens")
     training = (f"LoRA r {args.lora} on all linear layers ({first['trainable'] / 1e6:.3g}M trained)" if args.lora

@@ -216,7 +216,7 @@ def test_no_attention_across_examples(tiny_model: Path, attention: str) -> None:
 def test_packed_rows_are_attended_per_sequence_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """misstep_sdpa on a CPU: each sequence of a packed batch (padding included) in a causal sdpa call without a
     mask, grouped keys and values as they are; the same logits and gradients as sdpa under transformers' mask."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, masking_utils
 
     config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")
@@ -236,14 +236,23 @@ def test_packed_rows_are_attended_per_sequence_on_a_cpu(monkeypatch: pytest.Monk
         return sdpa(query, key, value, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    masks = []
+    sdpa_mask = masking_utils.sdpa_mask
+    monkeypatch.setattr(masking_utils, "sdpa_mask", lambda *args, **kwargs: masks.append(1) or sdpa_mask(*args, **kwargs))
     results = []
     for model in (masked, per_sequence):
         calls.clear()
+        masks.clear()
         logits = model(**model_inputs(batch)).logits
         weighted_ce(logits, batch["labels"], batch["weights"])[0].backward()
-        results.append((logits, [p.grad for p in model.parameters()], list(calls)))
-    (logits, grads, masked_calls), (same_logits, same_grads, sequence_calls) = results
+        results.append((logits, [p.grad for p in model.parameters()], list(calls), len(masks)))
+    (logits, grads, masked_calls, _), (same_logits, same_grads, sequence_calls, none) = results
     assert masked_calls == [(4, 4, 39, False, False)] * 2  # whole rows under the mask, keys repeated per head
+    assert none == 0  # no mask is built for packed rows attended per sequence; padded rows keep theirs:
+    calls.clear()
+    with torch.no_grad():
+        per_sequence(**model_inputs(collate_padded(EXAMPLES, pad_id=0)))
+    assert len(masks) == 1 and calls == [(4, 4, 38, False, False)] * 2
     lengths = batch["cu_seq_lens_q"].diff().tolist()
     assert lengths == [25, 14, 38, 1, 8, 17, 14]
     assert sequence_calls == [(4, 2, n, True, n > 1) for _ in range(2) for n in lengths]
@@ -253,14 +262,14 @@ def test_packed_rows_are_attended_per_sequence_on_a_cpu(monkeypatch: pytest.Monk
         torch.testing.assert_close(same, grad, atol=1e-5, rtol=1e-5)
 
 
-def test_the_engine_packs_long_rows_where_the_model_attends_per_sequence(tiny_model: Path) -> None:
+def test_the_engine_packs_one_row_where_the_model_attends_per_sequence(tiny_model: Path) -> None:
     from misstep import get_plugins
     from misstep.training.engine import collator
 
     loss = get_plugins().create("loss", "sft", {})
-    assert collator(loss, 0, True, load(tiny_model, "sdpa"), torch.device("cpu"), 1024).max_tokens == 1024
-    assert collator(loss, 0, True, load(tiny_model, "sdpa"), torch.device("cuda"), 1024).max_tokens is None
-    eager = collator(loss, 0, True, load(tiny_model, "eager"), torch.device("cpu"), 1024)
-    assert eager.max_tokens is None
-    assert eager(EXAMPLES)["input_ids"].shape == (3, 38)  # eager attends over whole rows: the longest example
-    assert collator(loss, 0, True, load(tiny_model, "sdpa"), "cpu", 1024)(EXAMPLES)["input_ids"].shape == (1, 102)
+    sdpa = load(tiny_model, "sdpa")
+    assert collator(loss, 0, True, sdpa, torch.device("cpu"))(EXAMPLES)["input_ids"].shape == (1, 102)
+    assert collator(loss, 0, True, sdpa, torch.device("cuda"))(EXAMPLES)["input_ids"].shape == (3, 38)
+    # eager attends over whole rows: rows as long as the longest example
+    assert collator(loss, 0, True, load(tiny_model, "eager"), "cpu")(EXAMPLES)["input_ids"].shape == (3, 38)
+    assert collator(loss, 0, False, sdpa, "cpu")(EXAMPLES)["input_ids"].shape == (5, 38)

@@ -13,28 +13,34 @@ same attention function, with the mask transformers builds (padding, packing, sl
 into floats once, in the dtype the attention computes in (bf16 under bf16 autocast). Without padding
 or packing there is still no mask at all (causal attention).
 
-On a CPU, ``misstep_sdpa`` attends packed rows (a batch with ``cu_seq_lens_q``) one sequence at a time,
-causally and without the mask (:func:`packed_sdpa`), as flash attention does on a GPU: under a mask, torch's
-CPU kernel computes every entry of a row's ``width x width`` scores, masked or not, and sends keys and
-values repeated for every query head; per sequence it computes the causal half of each sequence's own
-scores, with grouped keys as they are. A row then costs its tokens, whatever it packs, so the engine packs
-rows of up to ``max_length`` tokens there (:func:`attends_per_sequence`): almost no padding. The mask
-transformers still builds for them (``rows x max_length x max_length`` floats, once per batch) goes unused.
-On a GPU, where each call is a kernel launch, packed rows keep the mask.
+On a CPU, ``misstep_sdpa`` attends packed rows (a forward pass given ``cu_seq_lens_q``) one sequence at a
+time, causally, as flash attention does on a GPU (:func:`packed_sdpa`), and no mask is built for them:
+under a mask, torch's CPU kernel computes every entry of a row's ``width x width`` scores, masked or not,
+with keys and values repeated for every query head; per sequence it computes the causal half of each
+sequence's own scores, with grouped keys as they are. A row then costs only its tokens, so the engine
+packs each batch into one row there (:func:`attends_per_sequence`): no padding at all. On a GPU, where
+each call is a kernel launch, packed rows keep the mask.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 IMPLEMENTATION = "misstep_sdpa"
 
+_per_sequence: ContextVar[bool] = ContextVar("misstep_per_sequence", default=False)
+"""True during the forward pass of a model that attends its packed rows one sequence at a time."""
+
 
 def float_sdpa_mask(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
-    """transformers' sdpa mask as an additive float mask (0 where attended, the dtype's minimum elsewhere)."""
+    """transformers' sdpa mask as an additive float mask (0 where attended, the dtype's minimum elsewhere);
+    None for packed rows attended one sequence at a time."""
     import torch
     from transformers.masking_utils import sdpa_mask
 
+    if _per_sequence.get():
+        return None
     mask = sdpa_mask(*args, **kwargs)
     if mask is None:
         return None
@@ -48,7 +54,7 @@ def float_sdpa_mask(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
 def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> tuple[Any, None]:
     """transformers' sdpa attention (``[rows, heads, width, head size]`` in, ``[rows, width, heads, head size]``
     out); on a CPU, packed rows (``cu_seq_lens_q``: where each sequence starts in the flattened rows) are
-    attended one sequence at a time, causally, and ``attention_mask`` is not used."""
+    attended one sequence at a time, causally."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -73,17 +79,28 @@ def attends_per_sequence(model: Any, device: Any) -> bool:
     return getattr(device, "type", device) == "cpu" and implementation in ("sdpa", IMPLEMENTATION)
 
 
+def _enter(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    tokens = kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+    _per_sequence.set(kwargs.get("cu_seq_lens_q") is not None and tokens is not None and tokens.device.type == "cpu")
+
+
+def _leave(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+    _per_sequence.set(False)
+
+
 def share_float_masks(model: Any) -> bool:
-    """Have ``model`` (a transformers model, or one wrapped by PEFT) build float sdpa masks if it uses sdpa;
-    returns whether it does. Its saved config is unchanged."""
+    """Have ``model`` (a transformers model, or one wrapped by PEFT) build float sdpa masks, and attend packed
+    rows one sequence at a time on a CPU, if it uses sdpa; returns whether it does. Its saved config is
+    unchanged."""
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != "sdpa":
         return False
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     AttentionInterface.register(IMPLEMENTATION, packed_sdpa)
     AttentionMaskInterface.register(IMPLEMENTATION, float_sdpa_mask)
     model.set_attn_implementation(IMPLEMENTATION)
+    model.register_forward_pre_hook(_enter, with_kwargs=True)
+    model.register_forward_hook(_leave, with_kwargs=True, always_call=True)
     return True

@@ -71,7 +71,7 @@ class Collator:
     loss: Loss[Any]
     pad_id: int
     packing: bool
-    max_tokens: int | None = None  # packed rows' length (None: each batch's longest example; see collator())
+    one_row: bool = False  # packed: each batch in one row, else rows as long as its longest example (collator())
 
     def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
         if type(self.loss).collate is not Loss.collate:
@@ -79,15 +79,17 @@ class Collator:
         from misstep.training import packing
 
         if self.packing:
-            return packing.collate_packed(features, max_tokens=self.max_tokens, pad_id=self.pad_id)
+            budget = sum(len(feature.input_ids) for feature in features) if self.one_row else None
+            return packing.collate_packed(features, max_tokens=budget, pad_id=self.pad_id)
         return packing.collate_padded(features, self.pad_id)
 
 
-def collator(loss: Loss[Any], pad_id: int, packing: bool, model: Any, device: Any, max_length: int) -> Collator:
-    """The batches for ``loss`` on ``model``: packed rows of up to ``max_length`` tokens where the model attends
-    packed rows one sequence at a time on ``device`` (:func:`misstep.training.attention.attends_per_sequence`),
-    else as long as each batch's longest example; padded rows without ``packing``."""
-    return Collator(loss, pad_id, packing, max_length if attends_per_sequence(model, device) else None)
+def collator(loss: Loss[Any], pad_id: int, packing: bool, model: Any, device: Any) -> Collator:
+    """The batches for ``loss`` on ``model``: packed, each batch in one row where the model attends packed rows
+    one sequence at a time on ``device`` (:func:`misstep.training.attention.attends_per_sequence`), else in rows
+    as long as its longest example (attention under a mask costs a row's whole width); padded without
+    ``packing``."""
+    return Collator(loss, pad_id, packing, attends_per_sequence(model, device))
 
 
 def _trainer_class() -> type:
@@ -205,7 +207,7 @@ def train(job: Job, loss: Loss[Any], log: Callable[[str], None] = print) -> dict
     if job.checkpointing:
         checkpointing.enable(model, job.checkpointing)
     dataset = read_dataset(job.dataset, loss.ranked)
-    batches = collator(loss, tokenizer.pad_token_id, job.packing, model, arguments.device, job.max_length)
+    batches = collator(loss, tokenizer.pad_token_id, job.packing, model, arguments.device)
     trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=batches,
                                loss=loss)
     if arguments.disable_tqdm:  # a quiet run: no progress bar, and no log lines printed instead of it
