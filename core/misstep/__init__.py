@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from misstep.components import (
         Backend,
         Component,
+        InputPath,
         Loss,
         LossOutput,
         Options,
@@ -37,9 +38,12 @@ if TYPE_CHECKING:
         Candidate,
         Example,
         Message,
+        NextStep,
         PreferenceExample,
         Provenance,
         RankedExample,
+        StepCredit,
+        StepSpan,
         Task,
         ToolCall,
         ToolSchema,
@@ -81,8 +85,15 @@ if TYPE_CHECKING:
         validate_recipe,
     )
     from misstep.runner import run_recipe
-    from misstep.specs import LoraSpec, ModelSpec
+    from misstep.specs import LoraSpec, ModelPath, ModelSpec
+    from misstep.step_credit import correct_prefix, first_wrong_step, step_messages, step_pairs
     from misstep.summary import grouped_metrics, markdown_table, save_metrics
+    from misstep.training.continuations import (
+        ContinuationFeatures,
+        collate_continuations,
+        continuation_lengths,
+        continuation_scores,
+    )
     from misstep.training.encode import Encoded, encode_example
     from misstep.training.packing import collate_packed, collate_padded
     from misstep.training.token_loss import (
@@ -98,13 +109,13 @@ if TYPE_CHECKING:
 # public name -> the module that defines it (a test checks this against the imports above)
 _EXPORTS = {
     "observe": "misstep.agent.loop",
-    **dict.fromkeys(["Backend", "Component", "Loss", "LossOutput", "Options", "ParsedCall", "ParsedReply",
-                     "Reformatter", "Sampling", "Stage", "TaskLoader", "Tool", "ToolCallParser", "TrajectorySource",
-                     "Verifier"], "misstep.components"),
+    **dict.fromkeys(["Backend", "Component", "InputPath", "Loss", "LossOutput", "Options", "ParsedCall",
+                     "ParsedReply", "Reformatter", "Sampling", "Stage", "TaskLoader", "Tool", "ToolCallParser",
+                     "TrajectorySource", "Verifier"], "misstep.components"),
     **dict.fromkeys(["Run", "StageContext"], "misstep.context"),
-    **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "PreferenceExample", "Provenance",
-                     "RankedExample", "Task", "ToolCall", "ToolSchema", "Trajectory", "Verdict", "WeightSpan"],
-                    "misstep.datamodel"),
+    **dict.fromkeys(["SCHEMA_VERSION", "Candidate", "Example", "Message", "NextStep", "PreferenceExample",
+                     "Provenance", "RankedExample", "StepCredit", "StepSpan", "Task", "ToolCall", "ToolSchema",
+                     "Trajectory", "Verdict", "WeightSpan"], "misstep.datamodel"),
     **dict.fromkeys(["ComponentError", "DataError", "MisstepError", "PluginError", "RecipeError"], "misstep.errors"),
     **dict.fromkeys(["Register", "hookimpl"], "misstep.hookspecs"),
     **dict.fromkeys(["AllowEmpty", "JsonlAppender", "iter_json_rows", "nonempty", "read_json", "read_jsonl", "read_text",
@@ -117,8 +128,11 @@ _EXPORTS = {
                      "TaskRefs", "ToolRef", "VerifierRef", "dump_recipe", "load_recipe", "validate_recipe"],
                     "misstep.recipe"),
     "run_recipe": "misstep.runner",
-    **dict.fromkeys(["LoraSpec", "ModelSpec"], "misstep.specs"),
+    **dict.fromkeys(["LoraSpec", "ModelPath", "ModelSpec"], "misstep.specs"),
+    **dict.fromkeys(["correct_prefix", "first_wrong_step", "step_messages", "step_pairs"], "misstep.step_credit"),
     **dict.fromkeys(["grouped_metrics", "markdown_table", "save_metrics"], "misstep.summary"),
+    **dict.fromkeys(["ContinuationFeatures", "collate_continuations", "continuation_lengths", "continuation_scores"],
+                    "misstep.training.continuations"),
     **dict.fromkeys(["Encoded", "encode_example"], "misstep.training.encode"),
     **dict.fromkeys(["collate_packed", "collate_padded"], "misstep.training.packing"),
     **dict.fromkeys(["IGNORE_INDEX", "ExampleInfo", "TokenScores", "aligned_cross_entropy", "model_inputs",

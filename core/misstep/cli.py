@@ -15,9 +15,9 @@ import click
 from misstep.components import KINDS
 from misstep.errors import MisstepError, RecipeError
 from misstep.plugins import get_plugins
-from misstep.recipe import load_recipe
+from misstep.recipe import default_run_dir, load_recipe
+from misstep.runner import run_recipe
 from misstep.scaffold import SCAFFOLD_KINDS, scaffold_plugin
-from misstep.runner import default_run_dir, run_recipe
 
 SET_HELP = "Override a recipe value: KEY.PATH=VALUE (VALUE is YAML). Repeatable; stages by name or index."
 

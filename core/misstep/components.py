@@ -11,11 +11,21 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from misstep.datamodel import Example, Message, Task, ToolSchema, Trajectory, Verdict
+from misstep.datamodel import (
+    Example,
+    Message,
+    PreferenceExample,
+    RankedExample,
+    StepCredit,
+    Task,
+    ToolSchema,
+    Trajectory,
+    Verdict,
+)
 from misstep.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -26,6 +36,15 @@ class Options(BaseModel):
     """Base of every component's options: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class InputPath:
+    """Marks an options field that names an input file or folder: ``Annotated[Path, InputPath()]`` (also on a
+    list of paths, or on one member of a union). Recipe validation reports every such path that does not
+    exist, with its line; ``names`` are values that are not paths (aliases, presets)."""
+
+    names: tuple[str, ...] = ()
 
 
 O = TypeVar("O", bound=Options)
@@ -108,16 +127,28 @@ class Tool(Component[O]):
 
 
 class Verifier(Component[O]):
-    """Judges an answer against a task's gold answer."""
+    """Judges an answer against a task's gold answer.
+
+    A step verifier also judges each step of a trajectory (:meth:`judge_steps`); the ``step-values`` stage
+    uses it instead of branch rollouts with ``method: verifier``.
+    """
 
     kind = "verifier"
 
     def verify(self, task: Task, prediction: str | None, messages: Sequence[Message] = ()) -> Verdict:
         raise NotImplementedError
 
+    def judge_steps(self, task: Task, trajectory: Trajectory) -> StepCredit | None:
+        """Optional: the trajectory's step values, 1 for each right step and 0 from the first wrong one on,
+        with ``spans`` when the steps are parts of messages (e.g. the lines of one answer). None: this
+        verifier cannot judge steps (the default), or not this trajectory's."""
+        return None
+
 
 class Reformatter(Component[O]):
-    """Turns labelled trajectories into training examples (this is where NAT, NUT and Vanilla differ).
+    """Turns labelled trajectories into training examples (this is where NAT, NUT and Vanilla differ):
+    :class:`Example` records for token losses, :class:`PreferenceExample` pairs for paired preference losses,
+    :class:`RankedExample` pools for ranking losses.
 
     ``inference_prompt`` rewrites an evaluation prompt the way the trained model expects it (NAT adds
     the positive hint); the train stage stores the reformatter with the model so evaluation applies it.
@@ -125,7 +156,8 @@ class Reformatter(Component[O]):
 
     kind = "reformatter"
 
-    def reformat(self, trajectories: Iterable[Trajectory], tasks: Mapping[str, Task]) -> Iterable[Example]:
+    def reformat(self, trajectories: Iterable[Trajectory],
+                 tasks: Mapping[str, Task]) -> Iterable[Example | PreferenceExample | RankedExample]:
         raise NotImplementedError
 
     def inference_prompt(self, prompt: list[Message]) -> list[Message]:
@@ -147,8 +179,18 @@ class LossOutput:
 
 class Loss(Component[O]):
     """A training objective. ``compute`` gets a token batch (padded or packed rows; its contract is in
-    :mod:`misstep.training.token_loss`) unless the loss defines ``collate``; ``ranked`` losses receive
-    batches built from :class:`RankedExample` through their own ``collate``.
+    :mod:`misstep.training.token_loss`) unless the loss says otherwise:
+
+    - ``ranked`` losses receive batches built from :class:`RankedExample` through their own ``collate``;
+    - ``preference`` losses receive continuation batches (:mod:`misstep.training.continuations`: each prompt
+      once, its continuations beside it under a 4-D mask), from :class:`PreferenceExample` pairs
+      (``"paired"``: the chosen side is continuation 0, the rejected one continuation 1) or from
+      :class:`Example` records labelled desirable or undesirable (``"unpaired"``: the example's own
+      continuation, then the previous example's as a mismatched one, and ``batch["desirable"]``).
+
+    Where ``uses_reference`` is true the batch also holds ``reference``: the summed log-probability of each
+    continuation under the model the stage starts from, computed once before training
+    (:mod:`misstep.training.reference`), so training holds one model.
 
     ``per_token`` losses normalise by ``batch["num_items_in_batch"]`` when the trainer passes it: the
     trained tokens of the whole optimizer step (every accumulated micro-batch, every process), so that
@@ -158,7 +200,18 @@ class Loss(Component[O]):
 
     kind = "loss"
     ranked: ClassVar[bool] = False
+    preference: ClassVar[Literal["paired", "unpaired"] | None] = None
     per_token: ClassVar[bool] = False
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether batches need the reference model's log-probabilities (``batch["reference"]``)."""
+        return False
+
+    @property
+    def continuations(self) -> bool:
+        """Whether the loss trains on continuation batches (ranked and preference losses), not token batches."""
+        return self.ranked or self.preference is not None
 
     @property
     def takes_negative_weights(self) -> bool:
@@ -173,7 +226,8 @@ class Loss(Component[O]):
         """Optional: the batch for ``compute`` from encoded examples (ranked losses must define it).
 
         Ranked features are dicts with ``prompt_ids``, ``candidate_ids``, ``candidate_trained`` and
-        ``rewards``. Losses that do not define it get the engine's padded or packed token batches.
+        ``rewards`` (:class:`~misstep.ContinuationFeatures`). Losses that do not define it get the engine's
+        padded or packed token batches, or for preference losses :func:`~misstep.collate_continuations`.
         """
         raise NotImplementedError
 

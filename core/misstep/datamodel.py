@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -177,8 +177,61 @@ def check_tool_turns(messages: list[Message]) -> None:
                              "which no earlier assistant message made")
 
 
+class StepSpan(BaseModel):
+    """Where one step lies when steps are parts of messages: message ``message``, characters ``[start, end)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: int = Field(ge=0)
+    start: int = Field(default=0, ge=0)
+    end: int | None = Field(default=None, description="exclusive; None means to the end of the message")
+
+
+class NextStep(BaseModel):
+    """A next step that a branch tried from a branch point, and whether that branch succeeded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: Message
+    correct: bool
+
+
+class StepCredit(BaseModel):
+    """The value of each step of a trajectory (written by the ``step-values`` stage).
+
+    A step is an assistant turn after the prompt, unless ``spans`` say where each step lies (a step verifier
+    that judges the lines of one message). ``values[k]`` is the value of step k + 1: the share of
+    ``branches`` continuations from right after it that succeeded (the last step's value is the
+    trajectory's own outcome); ``start`` is the same from right after the prompt. A step verifier gives 1
+    to right steps and 0 from the first wrong one on, with no branches. ``next[k]`` holds the first step
+    of each branch from point k (0: right after the prompt, k: right after step k) and its branch's outcome.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: list[Annotated[float, Field(ge=0, le=1)]]
+    start: float | None = Field(default=None, ge=0, le=1)
+    branches: int = Field(default=0, ge=0, description="continuations per branch point; 0: a step verifier")
+    spans: list[StepSpan] = Field(default_factory=list)
+    next: list[list[NextStep]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_per_step(self) -> StepCredit:
+        if self.spans and len(self.spans) != len(self.values):
+            raise ValueError(f"{len(self.spans)} step spans for {len(self.values)} step values; give one span per "
+                             "step, or none when the steps are the assistant turns")
+        if len(self.next) > len(self.values):
+            raise ValueError(f"next steps for {len(self.next)} branch points, but a trajectory of {len(self.values)} "
+                             "steps has at most that many")
+        return self
+
+
 class Verdict(BaseModel):
-    """What a verifier concluded about a trajectory's answer."""
+    """What a verifier concluded about a trajectory's answer.
+
+    ``first_wrong_step`` counts steps from 1 (TriPosT's verifiers: the lines of the attempt; step credit:
+    the steps of ``steps``). ``steps``, set by the ``step-values`` stage, is left out of the JSON when empty.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -186,8 +239,24 @@ class Verdict(BaseModel):
     score: float = 0.0
     prediction: str | None = None
     feedback: str | None = None
-    first_wrong_step: int | None = None
+    first_wrong_step: int | None = Field(default=None, ge=1)
     metrics: dict[str, float] = Field(default_factory=dict)
+    steps: StepCredit | None = None
+
+    @model_validator(mode="after")
+    def _wrong_step_exists(self) -> Verdict:
+        if self.steps is not None and self.first_wrong_step is not None and \
+                self.first_wrong_step > len(self.steps.values):
+            raise ValueError(f"first_wrong_step {self.first_wrong_step} is past the {len(self.steps.values)} "
+                             "steps that have values")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_steps(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("steps") is None:
+            data.pop("steps", None)
+        return data
 
     @property
     def label(self) -> Literal["positive", "negative", "unknown"]:

@@ -4,7 +4,9 @@ Registration hooks run once, when a :class:`~misstep.Plugins` registry is first 
 of every ``misstep`` command). Each receives a ``register`` callback; call it with one component class
 per component the plugin provides. The component's ``kind`` must match the hook.
 
-Lifecycle hooks run while a recipe executes, for logging, monitoring and side outputs.
+Lifecycle hooks run while a recipe executes, for logging, monitoring and side outputs. They observe:
+one that raises is warned about and that plugin's lifecycle hooks are not called again, and the run
+goes on. A plugin whose registration or command hook raises is left out with a warning.
 Implement a hook with ``@misstep.hookimpl`` and a function of the same name; it may take only the
 arguments it needs. Type ``register`` as :data:`misstep.Register`.
 """
@@ -152,7 +154,8 @@ def register_commands(cli: click.Group) -> None:
 
 @hookspec
 def trajectory_produced(trajectory: Trajectory, ctx: StageContext) -> None:
-    """Called after a stage produced (and verified) a trajectory, before it is stored.
+    """Called after a stage produced, verified and stored a trajectory (an observer that raises is
+    reported and not called again; the trajectory is already safe).
 
     :param trajectory: the new trajectory; it must not be modified.
     :param ctx: the running stage's context.

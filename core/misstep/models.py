@@ -23,12 +23,10 @@ from typing import Any
 
 from misstep.errors import ComponentError
 from misstep.jsonl import read_json
-from misstep.specs import Dtype, ModelSpec
+from misstep.specs import ALIASES, SMOLLM2, Dtype, ModelSpec
 from misstep.training.checkpoints import weights_problem
 
-SMOLLM2 = "smollm2-135m-instruct"
 MODEL_INFO = "misstep.json"  # written by the train stage beside the weights or adapter it saves
-ALIASES = ("tiny", "tiny-tools", SMOLLM2)
 
 
 def cache_dir() -> Path:

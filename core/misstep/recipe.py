@@ -15,13 +15,17 @@ or an unknown component name is reported with its YAML path and line and the val
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,16 +35,33 @@ from pydantic import (
     model_validator,
 )
 
-from misstep.components import Component, Options
+from misstep.components import Component, InputPath, Options
 from misstep.errors import Problem, RecipeError
+from misstep.jsonl import read_text
 from misstep.specs import ModelSpec
+from misstep.yamltext import Loc, YamlSyntaxError, load_yaml
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from misstep.plugins import Plugins
 
-Loc = tuple[str | int, ...]
+MAX_RECIPE_BYTES = 256 * 1024
+"""A recipe file larger than this is refused before it is parsed."""
+RUN_FILES = ("recipe.yaml",)
+"""Files the runner writes at the top of a run folder: no stage may be named like them."""
+Found = list[tuple[Loc, str]]  # problems while validating: where (a path into the recipe data) and what
+
+
+def folder_name(value: str) -> str:
+    """``value`` if it can name one folder inside another (a recipe's or a stage's run folder), else ValueError."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", value):
+        raise ValueError(f"{value!r} cannot name a folder: use one name of letters, digits, '_', '-' and '.' "
+                         "(not first), at most 100 characters, with no '/'")
+    return value
+
+
+FolderName = Annotated[str, AfterValidator(folder_name)]
 
 
 # --- component references ------------------------------------------------------------------------
@@ -76,10 +97,10 @@ class Ref(BaseModel):
 
     def resolve(self, plugins: Plugins) -> Self:
         """Look up and validate this reference in ``plugins`` outside a recipe (raises RecipeError)."""
-        problems: list[Problem] = []
-        _resolve_ref(self, plugins, (), problems)
-        if problems:
-            raise RecipeError(problems)
+        found: Found = []
+        _resolve_ref(self, plugins, (), found)
+        if found:
+            raise RecipeError([Problem(format_loc(loc), message) for loc, message in found])
         return self
 
 
@@ -143,7 +164,7 @@ class StageRef(Ref):
     """A recipe stage: ``use`` names the stage component, ``name`` (default: ``use``) its run folder."""
 
     kind: ClassVar[str] = "stage"
-    name: str | None = None
+    name: FolderName | None = None
 
     @property
     def label(self) -> str:
@@ -162,7 +183,7 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FolderName
     description: str = ""
     run_dir: str | None = Field(default=None, description="default: runs/<name>")
     seed: int = 0
@@ -178,36 +199,7 @@ class Recipe(BaseModel):
         return self._plugins
 
 
-# --- YAML with line numbers ------------------------------------------------------------------------
-
-
-def _load_yaml(text: str, file: str | None) -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML and map every key and value path to its 1-based line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(error, "problem", None) or str(error)
-        raise RecipeError([Problem("", f"not valid YAML: {reason}", line)], file=file) from None
-    lines: dict[Loc, int] = {}
-
-    def walk(node: yaml.Node | None, loc: Loc) -> None:
-        if node is None:
-            return
-        lines.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = key_node.value
-                lines[loc + (key,)] = key_node.start_mark.line + 1
-                walk(value_node, loc + (key,))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, loc + (index,))
-
-    walk(node, ())
-    data = yaml.safe_load(text) if node is not None else None
-    return data, lines
+# --- locations ------------------------------------------------------------------------------------
 
 
 def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
@@ -224,11 +216,29 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
+def _data_loc(loc: Loc, data: Any, *, keep_last: bool) -> Loc:
+    """A pydantic error location as a path into the validated ``data``: the names pydantic gives union
+    members (``str``, ``list[str]``, a discriminator value) and the index it gives a mapping that stands
+    for a list of one are dropped; ``keep_last`` keeps a last key the data lacks (a missing key)."""
+    out: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        elif not (keep_last and index == len(loc) - 1):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
 # --- overrides -------------------------------------------------------------------------------------
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> Loc:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to ``data``; return the location it set.
+    """Apply ``a.b.c=value`` (value parsed as YAML; text that is not YAML stays text) to ``data``; return
+    the location it set.
 
     A list element is addressed by index or, for stages, by name: ``stages.train.epochs=3``.
     """
@@ -239,9 +249,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> Loc:
     if not parts:
         raise RecipeError([Problem("", f"--set {assignment!r}: the key is empty")])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw).data if raw.strip() else ""
+    except YamlSyntaxError:
         value = raw
+    except RecipeError as error:
+        raise RecipeError([Problem(key, f"{p.message} (set with --set)") for p in error.problems]) from None
     node: Any = data
     loc: list[str | int] = []
     for index, part in enumerate(parts):
@@ -295,20 +307,32 @@ def _list_position(items: list[Any], part: str) -> int | None:
 # --- validation ------------------------------------------------------------------------------------
 
 
-def _pydantic_problems(error: ValidationError, model: type[BaseModel], prefix: Loc) -> Iterator[tuple[Loc, str]]:
+def _pydantic_problems(error: ValidationError, model: type[BaseModel], prefix: Loc, data: Any) -> Found:
+    """One problem per location in ``data``; the alternatives of a union that all failed are joined with "or"."""
+    messages: dict[Loc, list[str]] = {}
+    inputs: dict[Loc, str] = {}
     for item in error.errors():
-        rel: Loc = tuple(item["loc"])
+        rel = _data_loc(tuple(item["loc"]), data, keep_last=item["type"] in ("missing", "extra_forbidden"))
         if item["type"] == "extra_forbidden":
             holder = _model_at(model, rel[:-1])
             valid = ", ".join(sorted(holder.model_fields)) if holder else ""
             message = f"unknown key {rel[-1]!r}" + (f"; valid keys: {valid}" if valid else "")
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] == "value_error":  # a validator's own message, which names the value
+            message = item["msg"].removeprefix("Value error, ")
         else:
             message = item["msg"]
             if "input" in item and not isinstance(item["input"], (dict, list)):
-                message += f" (got {item['input']!r})"
-        yield prefix + rel, message
+                inputs[rel] = f" (got {_short(item['input'])})"
+        if message not in messages.setdefault(rel, []):
+            messages[rel].append(message)
+    return [(prefix + rel, " or ".join(texts) + inputs.get(rel, "")) for rel, texts in messages.items()]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
@@ -332,122 +356,204 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
-def _resolve_ref(ref: Ref, plugins: Plugins, loc: Loc, problems: list[Problem]) -> None:
+def _resolve_ref(ref: Ref, plugins: Plugins, loc: Loc, found: Found) -> None:
     kind = ref.kind
     entries = plugins.registry[kind]
     if ref.use not in entries:
         choices = ", ".join(sorted(entries)) or "(none installed)"
-        problems.append(Problem(format_loc(loc + ("use",)), f"unknown {kind} {ref.use!r}; choose one of: {choices}"))
+        found.append((loc + ("use",), f"unknown {kind} {ref.use!r}; choose one of: {choices}"))
         return
     cls = entries[ref.use].cls
     extra = {k: v for k, v in (ref.model_extra or {}).items()}
     try:
         options = cls.Options.model_validate(extra)
     except ValidationError as error:
-        for where, message in _pydantic_problems(error, cls.Options, loc):
-            problems.append(Problem(format_loc(where), message))
+        found.extend(_pydantic_problems(error, cls.Options, loc, extra))
         return
     ref._cls = cls
     ref._options = options
-    _resolve_tree(options, plugins, loc, problems)
+    _resolve_tree(options, plugins, loc, found)
 
 
-def _resolve_tree(value: Any, plugins: Plugins, loc: Loc, problems: list[Problem]) -> None:
+def _resolve_tree(value: Any, plugins: Plugins, loc: Loc, found: Found) -> None:
     if isinstance(value, Ref):
-        _resolve_ref(value, plugins, loc, problems)
+        _resolve_ref(value, plugins, loc, found)
     elif isinstance(value, BaseModel):
         for field_name in type(value).model_fields:
-            _resolve_tree(getattr(value, field_name), plugins, loc + (field_name,), problems)
+            _resolve_tree(getattr(value, field_name), plugins, loc + (field_name,), found)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _resolve_tree(item, plugins, loc + (index,), problems)
+            _resolve_tree(item, plugins, loc + (index,), found)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _resolve_tree(item, plugins, loc + (str(key),), problems)
+            _resolve_tree(item, plugins, loc + (str(key),), found)
 
 
-def _check_stage_inputs(recipe: Recipe, problems: list[Problem]) -> None:
+@functools.cache
+def _field_markers(model: type[BaseModel]) -> dict[str, tuple[object, ...]]:
+    """Each field's markers: its own metadata and that of the ``Annotated`` types inside its annotation."""
+
+    def inside(annotation: Any) -> Iterator[object]:
+        if typing.get_origin(annotation) is Annotated:
+            yield from annotation.__metadata__
+        for arg in typing.get_args(annotation):
+            yield from inside(arg)
+
+    return {name: (*info.metadata, *inside(info.annotation)) for name, info in model.model_fields.items()}
+
+
+def _marked(value: Any, loc: Loc) -> Iterator[tuple[object, Any, Loc]]:
+    """(marker, value, location) for every marked field of a resolved recipe part, nested options included."""
+    if isinstance(value, Ref):
+        value = value._options  # its options sit beside `use:`, at the same location
+    if isinstance(value, BaseModel):
+        for name, markers in _field_markers(type(value)).items():
+            item = getattr(value, name)
+            for marker in markers:
+                yield marker, item, loc + (name,)
+            yield from _marked(item, loc + (name,))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _marked(item, loc + (index,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _marked(item, loc + (str(key),))
+
+
+def _check_stages(stages: Sequence[tuple[int, StageRef]], found: Found, *, stage_inputs: bool) -> None:
+    """Stage names (folder names, distinct, none like a run file) and, with ``stage_inputs``, that each
+    StageInput field names an earlier stage."""
     seen: list[str] = []
-    for index, stage in enumerate(recipe.stages):
+    for index, stage in stages:
         loc: Loc = ("stages", index)
+        if stage.name is None:
+            try:
+                folder_name(stage.use)
+            except ValueError as error:
+                found.append((loc + ("use",), f"{error}; give the stage a `name:`"))
         if stage.label in seen:
-            problems.append(Problem(format_loc(loc), f"two stages are named {stage.label!r}; give each a distinct `name:`"))
-        if stage._options is not None:
-            for field_name, info in type(stage._options).model_fields.items():
-                if not any(isinstance(m, StageInput) for m in info.metadata):
-                    continue
-                value = getattr(stage._options, field_name)
-                for name in value if isinstance(value, list) else [value]:
-                    if isinstance(name, str) and name not in seen:  # other values (a model spec) are not stage names
-                        choices = ", ".join(seen) or "(no earlier stage)"
-                        problems.append(
-                            Problem(format_loc(loc + (field_name,)), f"{name!r} is not an earlier stage; choose one of: {choices}")
-                        )
+            found.append((loc, f"two stages are named {stage.label!r}; give each a distinct `name:`"))
+        if stage.label in RUN_FILES:
+            found.append((loc, f"a stage may not be named {stage.label!r} (a file of the run folder); give it a `name:`"))
+        for marker, value, where in _marked(stage, loc) if stage_inputs else ():
+            if not isinstance(marker, StageInput):
+                continue
+            for name in value if isinstance(value, list) else [value]:
+                if isinstance(name, str) and name not in seen:  # other values (a model spec) are not stage names
+                    choices = ", ".join(seen) or "(no earlier stage)"
+                    found.append((where, f"{name!r} is not an earlier stage; choose one of: {choices}"))
         seen.append(stage.label)
 
 
-def validate_recipe(data: Any, *, plugins: Plugins, file: str | None = None,
-                    lines: dict[Loc, int] | None = None, overridden: set[Loc] | None = None) -> Recipe:
+def _check_paths(part: Any, loc: Loc, run_folder: Path | None, found: Found) -> None:
+    """Every InputPath field of ``part`` names an existing file or folder (or one of its ``names``); paths
+    inside the run folder are left to the stages that write them."""
+    for marker, value, where in _marked(part, loc):
+        if not isinstance(marker, InputPath):
+            continue
+        for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            if not isinstance(item, (str, Path)) or str(item) in marker.names:
+                continue
+            problem = _path_problem(Path(item).expanduser(), run_folder)
+            if problem:
+                if marker.names:
+                    problem = f"neither one of {', '.join(marker.names)} nor an existing file or folder" + problem
+                else:
+                    problem = "no such file or folder" + problem
+                found.append((where if index is None else where + (index,), f"{str(item)!r}: {problem}"))
+
+
+def _path_problem(path: Path, run_folder: Path | None) -> str | None:
+    """None if ``path`` exists or lies in the run folder, else the end of a message saying where it was looked for."""
+    try:
+        if path.exists():
+            return None
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        return f" ({error}); check the path"
+    absolute = Path(os.path.abspath(path))
+    if run_folder is not None and absolute.is_relative_to(os.path.abspath(run_folder)):
+        return None
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    return f"{where}; check the path"
+
+
+def validate_recipe(data: Any, *, plugins: Plugins, file: str | None = None, lines: dict[Loc, int] | None = None,
+                    overridden: set[Loc] | None = None, check_files: bool = True) -> Recipe:
     """Validate recipe data (already parsed) against the components of ``plugins`` into a resolved
-    :class:`Recipe`, or raise RecipeError listing every problem."""
+    :class:`Recipe`, or raise RecipeError listing every problem.
+
+    ``check_files``: also report every input file or folder the recipe names that does not exist.
+    """
     lines = lines or {}
     overridden = overridden or set()
-    problems: list[Problem] = []
-    raw: list[tuple[Loc, str]] = []
+    found: Found = []
     recipe: Recipe | None = None
     if not isinstance(data, dict):
-        raw.append(((), "a recipe must be a mapping with `name:` and `stages:`"))
+        found.append(((), "a recipe must be a mapping with `name:` and `stages:`"))
     else:
         try:
             recipe = Recipe.model_validate(data)
         except ValidationError as error:
-            raw.extend(_pydantic_problems(error, Recipe, ()))
+            found.extend(_pydantic_problems(error, Recipe, (), data))
+    stages: list[tuple[int, StageRef]] = []
     if recipe is not None:
-        for index, stage in enumerate(recipe.stages):
-            _resolve_ref(stage, plugins, ("stages", index), problems)
-        _check_stage_inputs(recipe, problems)
+        stages = list(enumerate(recipe.stages))
     elif isinstance(data, dict) and isinstance(data.get("stages"), list):
         # the recipe is broken elsewhere: still check each stage, so every problem shows at once
         for index, raw_stage in enumerate(data["stages"]):
             try:
-                stage = StageRef.model_validate(raw_stage)
+                stages.append((index, StageRef.model_validate(raw_stage)))
             except ValidationError:
                 continue  # already reported by the recipe-level validation
-            _resolve_ref(stage, plugins, ("stages", index), problems)
-    for loc, message in raw:
-        problems.append(Problem(format_loc(loc), message))
-    located = []
-    for problem in problems:
-        loc = _parse_loc(problem.path)
-        if any(loc[: len(o)] == o for o in overridden):
-            located.append(Problem(problem.path, problem.message + " (set with --set)"))
-        else:
-            located.append(Problem(problem.path, problem.message, _line_for(loc, lines)))
-    if located:
-        located.sort(key=lambda p: (p.line or 0, p.path))
-        raise RecipeError(located, file=file)
+    for index, stage in stages:
+        _resolve_ref(stage, plugins, ("stages", index), found)
+    _check_stages(stages, found, stage_inputs=recipe is not None)
+    if check_files:
+        run_folder = default_run_dir(recipe) if recipe is not None else None
+        if recipe is not None:
+            _check_paths(recipe.model, ("model",), run_folder, found)
+        for index, stage in stages:
+            _check_paths(stage, ("stages", index), run_folder, found)
+    if found:
+        problems: dict[tuple[int | None, str] | Loc, Problem] = {}
+        for loc, message in found:
+            problem = _locate(_data_loc(loc, data, keep_last=True), message, lines, overridden)
+            # a value shared through a YAML alias is reported once, at its line
+            problems.setdefault((problem.line, message) if problem.line is not None else loc, problem)
+        raise RecipeError(sorted(problems.values(), key=lambda p: (p.line or 0, p.path)), file=file)
     assert recipe is not None
     recipe._plugins = plugins
     return recipe
 
 
-def _parse_loc(path: str) -> Loc:
-    loc: list[str | int] = []
-    for chunk in path.replace("[", ".[").split("."):
-        if not chunk:
-            continue
-        loc.append(int(chunk[1:-1]) if chunk.startswith("[") else chunk)
-    return tuple(loc)
+def _locate(loc: Loc, message: str, lines: dict[Loc, int], overridden: set[Loc]) -> Problem:
+    """A problem with its recipe line, or marked as coming from --set: at or under a value set with --set,
+    or at a key the file does not have that a --set value lies under."""
+    from_set = any(loc[: len(o)] == o for o in overridden) or (
+        loc not in lines and any(o[: len(loc)] == loc for o in overridden))
+    if from_set:
+        return Problem(format_loc(loc), message + " (set with --set)")
+    return Problem(format_loc(loc), message, _line_for(loc, lines))
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, plugins: Plugins) -> Recipe:
-    """Read, override and validate a recipe file; raise RecipeError listing every problem."""
+def default_run_dir(recipe: Recipe) -> Path:
+    """Where a recipe runs unless told otherwise: its ``run_dir``, else ``runs/<name>``."""
+    return Path(recipe.run_dir or Path("runs") / recipe.name)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, plugins: Plugins,
+                check_files: bool = True) -> Recipe:
+    """Read, override and validate a recipe file; raise RecipeError listing every problem (a MisstepError
+    for a file that is not UTF-8 text). ``check_files``: see :func:`validate_recipe`."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError([Problem("", "recipe file not found")], file=str(path))
-    data, lines = _load_yaml(path.read_text(encoding="utf-8"), str(path))
-    if data is None:
-        data = {}
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise RecipeError([Problem("", f"{size:,} bytes is too large for a recipe (at most {MAX_RECIPE_BYTES:,})")],
+                          file=str(path))
+    document = load_yaml(read_text(path), file=str(path))
+    data = {} if document.data is None else document.data
     overridden: set[Loc] = set()
     if isinstance(data, dict):
         for assignment in overrides:
@@ -455,7 +561,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
                 overridden.add(apply_override(data, assignment))
             except RecipeError as error:
                 raise RecipeError(error.problems, file=str(path)) from None
-    return validate_recipe(data, plugins=plugins, file=str(path), lines=lines, overridden=overridden)
+    return validate_recipe(data, plugins=plugins, file=str(path), lines=document.lines, overridden=overridden,
+                           check_files=check_files)
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

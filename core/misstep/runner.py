@@ -6,9 +6,11 @@ Run folder layout::
     runs/<name>/<stage>/             one folder per stage: its outputs
     runs/<name>/<stage>/stage.json   status, fingerprint, outputs, timing
 
-A stage whose ``stage.json`` says "finished" with the same fingerprint (its options, the model, the
-seed and the fingerprints of the stages before it) is skipped on a re-run. A stage that was
-interrupted runs again in its folder, where it can pick up what it already wrote. A stage whose
+``status`` is "running" while the stage runs, then "finished", "failed" (with the ``error``) or
+"interrupted" (Ctrl-C); a process killed outright leaves "running". A stage whose ``stage.json`` says
+"finished" with the same fingerprint (its options, the model, the seed and the fingerprints of the
+stages before it) is skipped on a re-run. Any other stage runs again in its folder, where it can pick
+up what it already wrote. A stage whose
 configuration changed has its old folder moved aside (``<stage>.stale-N``), never deleted.
 """
 
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from misstep.context import Run, StageContext
-from misstep.recipe import Recipe, StageRef, dump_recipe, recipe_to_yaml
+from misstep.recipe import Recipe, StageRef, default_run_dir, dump_recipe, recipe_to_yaml
 
 if TYPE_CHECKING:
     from misstep.plugins import Plugins
@@ -81,10 +83,6 @@ def _move_aside(stage_dir: Path) -> Path:
     return target
 
 
-def default_run_dir(recipe: Recipe) -> Path:
-    return Path(recipe.run_dir or Path("runs") / recipe.name)
-
-
 def run_recipe(recipe: Recipe, *, run_dir: str | Path | None = None, plugins: Plugins | None = None,
                force: bool = False, quiet: bool = False) -> Run:
     """Execute ``recipe``'s stages in order; skip those that already finished with the same config.
@@ -114,17 +112,21 @@ def run_recipe(recipe: Recipe, *, run_dir: str | Path | None = None, plugins: Pl
             continue
         stage_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        _write_state(stage_dir, {"status": "running", "fingerprint": fingerprint, "use": spec.use, "started": started})
+        state = {"status": "running", "fingerprint": fingerprint, "use": spec.use, "started": started}
+        _write_state(stage_dir, state)
         ctx = StageContext(run=run, name=name, dir=stage_dir, spec=spec)
         _say(run, f"stage {name!r} ({spec.use}) running")
-        plugins.before_stage(ctx)
-        outputs = serialise(spec.build().run(ctx) or {}, root)
+        try:
+            plugins.before_stage(ctx)
+            outputs = serialise(spec.build().run(ctx) or {}, root)
+        except BaseException as error:  # record how the stage ended, then let the error go on
+            interrupted = isinstance(error, KeyboardInterrupt)
+            _write_state(stage_dir, {**state, "status": "interrupted" if interrupted else "failed",
+                                     "seconds": round(time.time() - started, 3),
+                                     "error": None if interrupted else f"{type(error).__name__}: {error}"[:2000]})
+            raise
         seconds = round(time.time() - started, 3)
-        _write_state(
-            stage_dir,
-            {"status": "finished", "fingerprint": fingerprint, "use": spec.use, "started": started,
-             "seconds": seconds, "outputs": outputs},
-        )
+        _write_state(stage_dir, {**state, "status": "finished", "seconds": seconds, "outputs": outputs})
         run.outputs[name] = outputs
         plugins.after_stage(ctx, outputs)
         _say(run, f"stage {name!r} finished in {seconds:.1f}s")

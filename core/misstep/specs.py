@@ -6,11 +6,19 @@ them in a recipe.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from misstep.components import InputPath
+
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+SMOLLM2 = "smollm2-135m-instruct"
+ALIASES = ("tiny", "tiny-tools", SMOLLM2)
+"""Model names that are not paths: ``tiny`` (built by :mod:`misstep.testing`) and the SmolLM2 GGUF file."""
+
+ModelPath = Annotated[str, InputPath(names=ALIASES)]
+"""An options field naming a model: an alias, a model folder or a ``.gguf`` file (validation checks it exists)."""
 
 
 class LoraSpec(BaseModel):
@@ -29,8 +37,9 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(default="tiny", description="alias, local folder or .gguf file")
-    tokenizer: str | None = Field(default=None, description="tokenizer folder, if not the model's")
+    path: ModelPath = Field(default="tiny", description="alias, local folder or .gguf file")
+    tokenizer: Annotated[str | None, InputPath()] = Field(default=None, description="tokenizer folder, if not the model's")
     dtype: Dtype = "auto"
-    adapter: str | None = Field(default=None, description="a LoRA adapter to load on top of the model")
+    adapter: Annotated[str | None, InputPath()] = Field(
+        default=None, description="a LoRA adapter to load on top of the model")
     lora: LoraSpec | None = None

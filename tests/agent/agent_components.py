@@ -3,6 +3,8 @@ exact-match verifier, registered through :class:`AgentTestPlugin`."""
 
 from __future__ import annotations
 
+import random
+
 import misstep
 
 
@@ -25,6 +27,32 @@ class ScriptedBackend(misstep.Backend):
             script = self.options.replies.get(question.removeprefix("Question: "), [self.options.default])
             turn = sum(m.role == "assistant" for m in conversation) - 1  # minus the acknowledgement
             out.append(script[min(turn, len(script) - 1)])
+        return out
+
+
+class ChainAdder(misstep.Backend):
+    """Adds the numbers of a question ``a+b+c...`` one per turn from the observations, then finishes; with
+    ``slip`` > 0 a turn adds 1 too many with that chance (drawn from the sampling seed and the turn)."""
+
+    name = "chain-adder"
+
+    class Options(misstep.Options):
+        slip: float = 0.0
+
+    def generate(self, conversations, sampling):
+        out = []
+        for conversation, params in zip(conversations, sampling):
+            question = next(m.content for m in conversation if m.content.startswith("Question: "))
+            numbers = question.removeprefix("Question: ").split("+")
+            results = [m.content.removeprefix("Observation: ") for m in conversation
+                       if m.content.startswith("Observation: ")]
+            slip = ", 1" if random.Random(f"{params.seed}|{len(results)}").random() < self.options.slip else ""
+            if not results:
+                out.append(f"Action: add[{numbers[0]}, {numbers[1]}{slip}]")
+            elif len(results) < len(numbers) - 1:
+                out.append(f"Action: add[{results[-1]}, {numbers[len(results) + 1]}{slip}]")
+            else:
+                out.append(f"Action: finish[{results[-1]}]")
         return out
 
 
@@ -70,10 +98,26 @@ class Hint(misstep.Reformatter):
         return [*prompt[:-1], last.model_copy(update={"content": last.content + self.options.text})]
 
 
+class Interrupter:
+    """Counts trajectory_produced calls; raises ``error`` (KeyboardInterrupt) at call number ``after`` (if set)."""
+
+    def __init__(self, after=None, error=KeyboardInterrupt):
+        self.after = after
+        self.error = error
+        self.seen = []
+
+    @misstep.hookimpl
+    def trajectory_produced(self, trajectory, ctx):
+        self.seen.append(trajectory.id)
+        if len(self.seen) == self.after:
+            raise self.error
+
+
 class AgentTestPlugin:
     @misstep.hookimpl
     def register_backends(self, register):
         register(ScriptedBackend)
+        register(ChainAdder)
 
     @misstep.hookimpl
     def register_tools(self, register):

@@ -11,6 +11,8 @@ import misstep
 from misstep import load_recipe, read_jsonl, run_recipe
 from misstep.agent import trajectory_key
 
+from agent_components import Interrupter
+
 ROWS = [
     {"id": "a", "question": "2+3", "answer": 5},
     {"id": "b", "question": "1+1", "answer": 2},
@@ -34,20 +36,6 @@ stages:
     tools: [add]
     verifier: exact
 {lines}"""
-
-
-class Interrupter:
-    """Counts trajectory_produced calls; raises KeyboardInterrupt at call number ``after`` (if set)."""
-
-    def __init__(self, after=None):
-        self.after = after
-        self.seen = []
-
-    @misstep.hookimpl
-    def trajectory_produced(self, trajectory, ctx):
-        self.seen.append(trajectory.id)
-        if len(self.seen) == self.after:
-            raise KeyboardInterrupt
 
 
 def stored(run_dir):
@@ -80,14 +68,25 @@ def test_interrupted_collection_resumes_with_one_record_per_rollout(tmp_path, ta
     plugins.add(interrupter, "interrupter")
     with pytest.raises(KeyboardInterrupt):
         run_recipe(load_recipe(path, plugins=plugins), run_dir=tmp_path / "run", plugins=plugins, quiet=True)
-    assert len(stored(tmp_path / "run")) == 3  # the 4th was announced, then interrupted before it was stored
+    assert len(stored(tmp_path / "run")) == 4  # the 4th was stored, then announced (and interrupted)
 
     interrupter.after = None
     run = run_recipe(load_recipe(path, plugins=plugins), run_dir=tmp_path / "run", plugins=plugins, quiet=True)
     keys = Counter(trajectory_key(t) for t in stored(tmp_path / "run"))
     assert len(keys) == 9 and set(keys.values()) == {1}  # 3 tasks x 3 default temperatures, once each
     assert run.outputs["collect"]["count"] == 9
-    assert len(interrupter.seen) == 4 + 6  # the re-run produced only the 6 missing trajectories
+    assert len(interrupter.seen) == 4 + 5  # the re-run produced only the 5 missing trajectories
+
+
+def test_an_observer_that_raises_loses_no_trajectory(tmp_path, tasks_file, write_recipe, plugins):
+    observer = Interrupter(after=2, error=RuntimeError("dashboard is down"))
+    plugins.add(observer, "observer")
+    path = write_recipe(recipe_text(tasks_file(ROWS), batch_size=2))
+    with pytest.warns(misstep.plugins.PluginWarning, match="'observer': its trajectory_produced hook raised "
+                      "RuntimeError: dashboard is down"):
+        run = run_recipe(load_recipe(path, plugins=plugins), run_dir=tmp_path / "run", plugins=plugins, quiet=True)
+    assert run.outputs["collect"]["count"] == 9 and len(stored(tmp_path / "run")) == 9
+    assert len(observer.seen) == 2  # reported once, then no longer called
 
 
 def test_a_line_cut_by_a_crash_is_set_aside_and_produced_again(tmp_path, tasks_file, write_recipe, plugins):

@@ -122,4 +122,4 @@ def test_misstep_eval_on_the_command_line(tiny_model, tmp_path, tasks_file, plug
 
     missing = CliRunner().invoke(cli_module.cli, ["eval", "--model", str(tiny_model), "--tasks", str(tmp_path / "no.jsonl"),
                                                   "--verifier", "exact", "--out", str(tmp_path / "e2")])
-    assert missing.exit_code == 2 and "file not found" in missing.output
+    assert missing.exit_code == 2 and "no.jsonl': no such file or folder" in missing.output

@@ -114,8 +114,10 @@ def test_duplicate_component_names_both_plugins():
     plugins = Plugins(entry_points=False)
     plugins.add(First(), "first")
     plugins.add(Second(), "second")
-    with pytest.raises(PluginError, match="'first' and 'second'|'second' and 'first'"):
-        plugins.registry
+    with pytest.warns(PluginWarning, match="'second' was not loaded: register_tools: it registers a tool named 'dup', "
+                      "as plugin 'first' does"):
+        assert plugins.registry["tool"]["dup"].plugin == "first"
+    assert "second" in plugins.failures and plugins.pm.get_plugin("second") is None
 
 
 def test_wrong_kind_and_missing_name_are_rejected():
@@ -126,10 +128,22 @@ def test_wrong_kind_and_missing_name_are_rejected():
                 name = "v"
             register(V)
 
+    class NoName:
+        @misstep.hookimpl
+        def register_tools(self, register):
+            class T(misstep.Tool):
+                pass
+            register(T)
+
     plugins = Plugins(entry_points=False)
     plugins.add(WrongKind(), "wrong")
-    with pytest.raises(PluginError, match="not a Tool subclass"):
-        plugins.registry
+    plugins.add(NoName(), "no-name")
+    with pytest.warns(PluginWarning) as caught:
+        assert "jsonl" in plugins.names("task")  # the registry is built without them
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'wrong' was not loaded: register_tools: it registered" in messages and "not a Tool subclass" in messages
+    assert "'no-name' was not loaded: register_tools: it registered T without a name" in messages
+    assert set(plugins.failures) == {"wrong", "no-name"}
 
 
 def test_unknown_component_lists_choices():

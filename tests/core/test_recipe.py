@@ -10,6 +10,13 @@ from misstep.recipe import recipe_to_yaml
 def load(path, overrides=()):
     return load_recipe(path, overrides, plugins=Plugins(entry_points=False))
 
+
+@pytest.fixture(autouse=True)
+def _in_a_folder_with_tasks(tmp_path, monkeypatch):
+    """Recipes name `tasks.jsonl` relative to the current folder, as users' recipes do."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tasks.jsonl").write_text('{"question": "1+1", "answer": 2}\n')
+
 GOOD = """
 name: demo
 stages:

@@ -94,7 +94,7 @@ def test_interrupted_stage_resumes_in_its_folder(tmp_path, write_recipe, plugins
     with pytest.raises(KeyboardInterrupt):
         run_recipe(recipe, run_dir=tmp_path / "r", plugins=plugins, quiet=True)
     state = json.loads((tmp_path / "r" / "second" / "stage.json").read_text())
-    assert state["status"] == "running"
+    assert state["status"] == "interrupted" and state["error"] is None
     run = run_recipe(recipe, run_dir=tmp_path / "r", plugins=plugins, quiet=True)
     assert runs(tmp_path / "r" / "first" / "log.txt") == 1  # finished stage not redone
     assert runs(tmp_path / "r" / "second" / "log.txt") == 2  # same folder, partial work still there

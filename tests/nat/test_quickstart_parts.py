@@ -28,7 +28,11 @@ def test_generator_is_seeded_and_splits_never_overlap():
     assert len({t.question for t in train}) == 300 and len({t.id for t in train}) == 300
     assert {t.split for t in test} == {"test"} and {t.dataset for t in test} == {"arithmetic"}
     assert {t.metadata["steps"] for t in tasks(count=50, steps=[1])} == {1}
-    assert Counter(t.metadata["template"] for t in train).keys() == {t.key for t in TEMPLATES}
+    assert Counter(t.metadata["template"] for t in train).keys() == {t.key for t in TEMPLATES if len(t.steps) < 3}
+    three = tasks(count=60, steps=[3])
+    assert {t.metadata["steps"] for t in three} == {3}
+    assert Counter(t.metadata["template"] for t in three).keys() == {t.key for t in TEMPLATES if len(t.steps) == 3}
+    assert all(parse_question(t.question).solve() == t.answer for t in three)
 
 
 @pytest.mark.parametrize(("question", "answer"), [
@@ -40,6 +44,10 @@ def test_generator_is_seeded_and_splits_never_overlap():
      28),
     ("Emma has 27 cookies and loses 3 of them. Emma shares the rest equally among 4 friends. "
      "How many cookies does each friend get?", 6),
+    ("Farid has 18 coins. Farid buys 8 boxes with 8 coins in each box and then gives away 71 coins. "
+     "How many coins does Farid have left?", 11),
+    ("Jonas shares 24 pencils equally among 6 friends. Each friend then gets 2 more pencils. "
+     "How many pencils do 3 of the friends have together?", 18),
 ])
 def test_questions_are_read_back_and_solved(question, answer):
     assert parse_question(question).solve() == answer

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "nat-gsm8k.yaml", "nat-strategyqa.yaml"])
 def test_recipes_validate(name):
-    recipe = misstep.load_recipe(ROOT / "recipes" / name, plugins=misstep.get_plugins())
+    # the papers' data and models are downloaded separately: their paths are not checked here
+    recipe = misstep.load_recipe(ROOT / "recipes" / name, plugins=misstep.get_plugins(), check_files=False)
     labels = [stage.label for stage in recipe.stages]
     assert {"train-vanilla", "train-nut", "train-nat", "eval-untrained", "eval-nat", "compare"} <= set(labels)
 
@@ -25,7 +26,7 @@ def test_the_packaged_quickstart_is_the_repository_recipe():
 
 
 def test_paper_settings_in_the_gsm8k_recipe():
-    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-gsm8k.yaml", plugins=misstep.get_plugins())
+    recipe = misstep.load_recipe(ROOT / "recipes" / "nat-gsm8k.yaml", plugins=misstep.get_plugins(), check_files=False)
     stages = {stage.label: stage.build().options for stage in recipe.stages}
     assert stages["collect"].temperatures == [0.2, 0.5, 0.7] and stages["collect"].backend.use == "openai"
     assert stages["reformat-nat"].reformatter.options.pos_num == 2000

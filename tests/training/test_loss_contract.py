@@ -75,7 +75,8 @@ def test_the_loss_from_the_docs_weighs_negatives_padded_and_packed(setup) -> Non
     model, pad_id, encoded = setup
     plugins = misstep.Plugins(entry_points=False)
     plugins.add(docs_loss_plugin(), "docs-loss")
-    name = next(n for n in plugins.names("loss") if n != "sft")  # the docs' loss, whatever it is called
+    name = next(n for n, entry in plugins.registry["loss"].items()
+                if entry.plugin == "docs-loss")  # the docs' loss, whatever it is called
     (positive, count0), (negative, count1), (other, count2) = one_by_one(model, encoded)
     tokens = count0 + count1 + count2
     for batch in batches(pad_id, encoded):

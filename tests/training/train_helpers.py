@@ -48,3 +48,36 @@ def train_stage(**options: Any) -> dict[str, Any]:
     return {"use": "train", "examples": "examples", "max_steps": 3, "batch_size": 4, "learning_rate": 1e-3,
             "logging_steps": 1, "warmup_ratio": 0.0, **options}
 
+
+
+def load_model(folder: Path) -> Any:
+    """A tiny model from ``folder`` in float32 with sdpa attention."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa", dtype=torch.float32)
+
+
+def perturbed(model: Any) -> Any:
+    """A copy of ``model`` with every weight moved a little (seeded): a reference model that differs from it."""
+    import copy
+
+    import torch
+
+    reference = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
+    return reference.eval()
+
+
+def gradients(model: Any) -> dict[str, Any]:
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(first: dict[str, Any], second: dict[str, Any], rel: float) -> None:
+    """The same parameters got gradients, each within ``rel`` of the other's norm."""
+    assert first.keys() == second.keys() and first
+    for name, grad in first.items():
+        assert (grad - second[name]).norm() <= rel * second[name].norm(), name

@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
-from misstep_trice.layout import collate
-from misstep_trice.rrhf import candidate_lengths, candidate_scores, rrhf_loss, rrhf_terms
+from misstep import collate_continuations as collate
+from misstep import continuation_lengths as candidate_lengths
+from misstep.training.continuations import score_continuation_logits
+from misstep_trice.rrhf import candidate_scores, rrhf_loss, rrhf_terms
 
 
 def terms(scores: list[list[float]], rewards: list[list[float]], valid: list[list[bool]] | None = None):
@@ -58,7 +60,7 @@ def test_scores_from_hand_computed_logits() -> None:
     batch = collate(features, shared=True)
     # kept columns: last prompt token, then candidate tokens [0 0 | 1 | 0 1 1]
     logits = torch.tensor([[[third, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, third], [third, 0.0], [third, 0.0], [0.0, 0.0]]])
-    scores = candidate_scores(logits, batch)[0]
+    scores = candidate_scores(score_continuation_logits(logits, batch), batch)[0]
     half, three_q, one_q = math.log(0.5), math.log(0.75), math.log(0.25)
     # candidate 0: token 0 from the prompt column (3/4), token 0 after it (1/2)
     assert scores[0].item() == pytest.approx((three_q + half) / 2)
@@ -101,7 +103,7 @@ def three_candidate_logits() -> torch.Tensor:
 def test_three_candidates_hand_computed(rewards: list[float], weight: float, rank: float, sft: float) -> None:
     batch = collate([{**THREE, "rewards": rewards}], shared=True)
     logits = three_candidate_logits()
-    scores = candidate_scores(logits, batch)
+    scores = candidate_scores(score_continuation_logits(logits, batch), batch)
     assert scores[0].tolist() == pytest.approx([-1.386294, -0.490415, -0.287682], abs=1e-6)
     loss, metrics = rrhf_loss(scores, batch["rewards"], batch["valid"], rrhf_weight=weight)
     assert metrics["rank_loss"] == pytest.approx(rank, abs=1e-5)
@@ -116,7 +118,7 @@ def test_three_candidates_hand_computed(rewards: list[float], weight: float, ran
 def test_the_sft_term_can_be_summed_as_in_the_paper() -> None:
     # SFT on c1 = [0, 0] (the best reward): mean -p1 = 0.490415 over its 2 tokens, sum 2 * 0.490415
     batch = collate([{**THREE, "rewards": [1.0, 2.0, 0.0]}], shared=True)
-    scores = candidate_scores(three_candidate_logits(), batch)
+    scores = candidate_scores(score_continuation_logits(three_candidate_logits(), batch), batch)
     assert candidate_lengths(batch).tolist() == [[1, 2, 1]]
     _, mean = rrhf_loss(scores, batch["rewards"], batch["valid"], rrhf_weight=1.0)
     loss, summed = rrhf_loss(scores, batch["rewards"], batch["valid"], rrhf_weight=1.0, lengths=candidate_lengths(batch))

@@ -3,6 +3,7 @@
 from misstep.agent.loop import (
     STOP,
     Agent,
+    Branch,
     PromptTransform,
     Rollout,
     rollout_key,
@@ -12,6 +13,6 @@ from misstep.agent.metrics import report, summarize
 from misstep.agent.store import TrajectoryStore, trajectory_key
 
 __all__ = [
-    "STOP", "Agent", "PromptTransform", "Rollout", "TrajectoryStore", "report", "rollout_key",
+    "STOP", "Agent", "Branch", "PromptTransform", "Rollout", "TrajectoryStore", "report", "rollout_key",
     "rollout_seed", "summarize", "trajectory_key",
 ]

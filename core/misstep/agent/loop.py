@@ -96,21 +96,37 @@ def rollout_seed(seed: int, task_id: str, temperature: float, sample: int) -> in
 
 
 @dataclass(frozen=True)
+class Branch:
+    """Where a rollout starts instead of a fresh prompt: ``messages``, the prompt (``prompt_len`` messages)
+    and the first ``steps`` assistant turns of another trajectory with their observations; ``point``
+    names this start (branches from equal messages share it)."""
+
+    point: str
+    messages: tuple[Message, ...]
+    prompt_len: int
+    steps: int
+
+
+@dataclass(frozen=True)
 class Rollout:
-    """One trajectory to produce: a task, the sampling temperature, the sample number and a seed."""
+    """One trajectory to produce: a task, the sampling temperature, the sample number and a seed; a
+    ``branch`` continues given messages instead of starting from the task's prompt."""
 
     task: Task
     temperature: float = 0.0
     sample: int = 0
     seed: int | None = None
+    branch: Branch | None = None
 
     @property
     def id(self) -> str:
+        if self.branch is not None:
+            return f"{self.branch.point}#t{self.temperature:g}-s{self.sample}"
         return f"{self.task.id}#t{self.temperature:g}-s{self.sample}"
 
     @property
     def key(self) -> tuple[str, float, int]:
-        return rollout_key(self.task.id, self.temperature, self.sample)
+        return rollout_key(self.task.id if self.branch is None else self.branch.point, self.temperature, self.sample)
 
 
 def rollout_key(task_id: str, temperature: float | None, sample: int) -> tuple[str, float, int]:
@@ -203,6 +219,9 @@ class Agent:
         return [*self.backend.generate(conversations, sampling)]
 
     def _start(self, rollout: Rollout) -> _Live:
+        if (branch := rollout.branch) is not None:
+            return _Live(rollout=rollout, messages=list(branch.messages), prompt_len=branch.prompt_len,
+                         turns=branch.steps, metadata={"branch_point": branch.point, "branch_steps": branch.steps})
         prompt = self.prompt.render(rollout.task.question)
         if self.prompt_transform is not None:
             prompt = self.prompt_transform(prompt)

@@ -15,7 +15,9 @@ from misstep.jsonl import JsonlAppender, read_jsonl
 
 
 def trajectory_key(trajectory: Trajectory) -> tuple[str, float, int]:
-    return rollout_key(trajectory.task_id, trajectory.provenance.temperature, trajectory.provenance.sample)
+    """The key of the rollout that produced a trajectory (a branch's: its branch point instead of the task)."""
+    start = trajectory.metadata.get("branch_point", trajectory.task_id)
+    return rollout_key(str(start), trajectory.provenance.temperature, trajectory.provenance.sample)
 
 
 class TrajectoryStore:

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from misstep.agent import STOP, Agent, Rollout, TrajectoryStore, rollout_seed
 from misstep.agent.loop import PromptTransform, rollout_key
 from misstep.builtin.stages import TasksStage, load_tasks
-from misstep.components import Stage
+from misstep.components import Options, Stage
 from misstep.datamodel import Task
 from misstep.errors import DataError
 from misstep.hookspecs import Register, hookimpl
@@ -26,8 +26,8 @@ from misstep.specs import ModelSpec
 from misstep.context import StageContext
 
 
-class AgentOptions(TasksStage.Options):
-    """What every agent-running stage needs: tasks, backend, tools, verifier, prompt and limits."""
+class AgentSettings(Options):
+    """How an agent runs: backend, tools, verifier, prompt and limits."""
 
     backend: BackendRef | None = Field(default=None, description="default: `hf` with the recipe's model")
     tools: list[ToolRef] = Field(default_factory=list, description="tools the agent may call, e.g. [calculate]")
@@ -45,12 +45,16 @@ class AgentOptions(TasksStage.Options):
                                    description="native: how calls written as text are read (hermes, json)")
 
     @model_validator(mode="after")
-    def _native_prompt(self) -> AgentOptions:
+    def _native_prompt(self) -> AgentSettings:
         """Native tool calling asks in its own words unless the recipe sets `prompt:` (the ReAct presets
         describe `tool[argument]` actions)."""
         if self.action_format == "native" and "prompt" not in self.model_fields_set:
             self.prompt = PromptTemplate(preset="tools", acknowledgement=None)
         return self
+
+
+class AgentOptions(AgentSettings, TasksStage.Options):
+    """What every agent-running stage on tasks needs: the tasks, and how the agent runs."""
 
 
 def unique_tasks(tasks: list[Task]) -> list[Task]:
@@ -66,10 +70,10 @@ def unique_tasks(tasks: list[Task]) -> list[Task]:
     return tasks
 
 
-def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout], model: ModelSpec, *,
-              prompt_transform: PromptTransform | None = None) -> TrajectoryStore:
-    """Produce the rollouts not yet in ``ctx.dir/trajectories.jsonl``, storing each as it finishes."""
-    store = TrajectoryStore(ctx.dir / "trajectories.jsonl")
+def run_agent(ctx: StageContext, options: AgentSettings, rollouts: list[Rollout], model: ModelSpec, *,
+              prompt_transform: PromptTransform | None = None, store_name: str = "trajectories.jsonl") -> TrajectoryStore:
+    """Produce the rollouts not yet in ``ctx.dir / store_name``, storing each as it finishes."""
+    store = TrajectoryStore(ctx.dir / store_name)
     try:
         if store.recovered:
             ctx.log(f"a cut last line was moved to {store.recovered}; that trajectory is produced again")
@@ -96,8 +100,8 @@ def run_agent(ctx: StageContext, options: AgentOptions, rollouts: list[Rollout],
                     parser=options.tool_parser.build(),
                 )
                 for trajectory in ctx.progress(agent.run(todo), desc="trajectories", total=len(todo)):
-                    ctx.trajectory_produced(trajectory)
                     store.add(trajectory)
+                    ctx.trajectory_produced(trajectory)
             finally:
                 backend.close()
     finally:

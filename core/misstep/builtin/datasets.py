@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from misstep.jsonl import AllowEmpty, iter_json_rows, validate_record
 from misstep.builtin.verifiers import parse_number, yes_no
 from misstep import components
-from misstep.components import TaskLoader
+from misstep.components import InputPath, TaskLoader
 from misstep.datamodel import Answer, Task
 from misstep.errors import DataError
 from misstep.hookspecs import Register, hookimpl
@@ -27,7 +27,7 @@ class DatasetTasks(TaskLoader["DatasetTasks.Options"]):
     """Base of the dataset loaders: ``question`` and ``answer`` fields, an optional ``id``, the rest metadata."""
 
     class Options(components.Options):
-        path: Path = Field(description="the dataset file (JSON Lines, or one JSON list)")
+        path: Annotated[Path, InputPath()] = Field(description="the dataset file (JSON Lines, or one JSON list)")
         split: str = Field(default="", description="default: the file name without extension ('test')")
         dataset: str = Field(default="", description="name used in ids and reports; default: the loader's name")
         limit: int | None = Field(default=None, gt=0, description="load only the first N tasks")

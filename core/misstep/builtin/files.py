@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from misstep import components
-from misstep.components import TaskLoader, TrajectorySource
+from misstep.components import InputPath, TaskLoader, TrajectorySource
 from misstep.datamodel import Task, Trajectory
 from misstep.errors import DataError
 from misstep.formats import FieldMap, FormatName, read_trajectories
@@ -23,7 +23,7 @@ class JsonlTasks(TaskLoader["JsonlTasks.Options"]):
     name = "jsonl"
 
     class Options(components.Options):
-        path: Path
+        path: Annotated[Path, InputPath()]
         question: str = Field(default="question", description="field holding the question")
         answer: str | None = Field(default="answer", description="field holding the gold answer")
         id: str | None = Field(default="id", description="field holding the id (default: line number)")
@@ -60,7 +60,7 @@ class TrajectoryFile(TrajectorySource["TrajectoryFile.Options"]):
     name = "trajectories"
 
     class Options(FieldMap):
-        path: Path = Field(description="JSONL, JSON list, Parquet or CSV file")
+        path: Annotated[Path, InputPath()] = Field(description="JSONL, JSON list, Parquet or CSV file")
         format: FormatName = Field(default="misstep", description="the file's format")
         allow_empty: AllowEmpty = False
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from misstep.components import Options, Reformatter, Stage
+from misstep import components
+from misstep.components import Reformatter, Stage
 from misstep.context import StageContext
 from misstep.datamodel import Task, Trajectory
 from misstep.hookspecs import Register, hookimpl
@@ -33,7 +34,7 @@ class TasksStage(Stage["TasksStage.Options"]):
 
     name = "tasks"
 
-    class Options(Options):
+    class Options(components.Options):
         tasks: TaskRefs
         limit: int | None = Field(default=None, gt=0)
         shuffle: bool = False
@@ -46,43 +47,55 @@ class TasksStage(Stage["TasksStage.Options"]):
         return {"tasks": path, "count": len(tasks)}
 
 
+class TrajectoryInput(components.Options):
+    """Options of a stage that reads trajectories: an earlier stage's, or a source's, and their tasks."""
+
+    trajectories: Annotated[str | None, StageInput()] = Field(
+        default=None, description="earlier stage whose `trajectories` output to read")
+    source: SourceRef | None = Field(default=None, description="or: a trajectory source")
+    tasks: Annotated[str | None, StageInput()] = Field(
+        default=None, description="earlier stage whose `tasks` output holds the questions "
+        "(default: the `trajectories` stage's own tasks, when it has them)")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TrajectoryInput:
+        if (self.trajectories is None) == (self.source is None):
+            raise ValueError("give exactly one of `trajectories:` (an earlier stage) or `source:`")
+        return self
+
+    def read_trajectories(self, ctx: StageContext) -> Iterator[Trajectory]:
+        """The trajectories of the stage or the source."""
+        if self.source is not None:
+            yield from self.source.build().trajectories(ctx)
+        elif self.trajectories is not None:  # the options hold exactly one of the two
+            yield from read_jsonl(ctx.output(self.trajectories, "trajectories"), Trajectory)
+
+    def tasks_stage(self, ctx: StageContext) -> str | None:
+        """The stage whose tasks to read: ``tasks``, or the ``trajectories`` stage when it wrote tasks."""
+        if self.tasks is not None:
+            return self.tasks
+        return self.trajectories if self.trajectories is not None and ctx.has_output(self.trajectories, "tasks") \
+            else None
+
+    def read_tasks(self, ctx: StageContext) -> dict[str, Task]:
+        """The tasks by id (none when no stage holds them)."""
+        stage = self.tasks_stage(ctx)
+        return {t.id: t for t in ctx.read_tasks(stage)} if stage is not None else {}
+
+
 class ReformatStage(Stage["ReformatStage.Options"]):
     """Turn trajectories (from an earlier stage or a source) into training examples with a reformatter."""
 
     name = "reformat"
 
-    class Options(Options):
+    class Options(TrajectoryInput):
         reformatter: ReformatterRef
-        trajectories: Annotated[str | None, StageInput()] = Field(
-            default=None, description="earlier stage whose `trajectories` output to read")
-        source: SourceRef | None = Field(default=None, description="or: a trajectory source")
-        tasks: Annotated[str | None, StageInput()] = Field(
-            default=None, description="earlier stage whose `tasks` output holds the questions "
-            "(default: the `trajectories` stage's own tasks, when it has them)")
-
-        @model_validator(mode="after")
-        def _one_input(self) -> ReformatStage.Options:
-            if (self.trajectories is None) == (self.source is None):
-                raise ValueError("give exactly one of `trajectories:` (an earlier stage) or `source:`")
-            return self
-
-    def _trajectories(self, ctx: StageContext) -> Iterator[Trajectory]:
-        if self.options.source is not None:
-            yield from self.options.source.build().trajectories(ctx)
-        elif self.options.trajectories is not None:  # the options hold exactly one of the two
-            yield from read_jsonl(ctx.output(self.options.trajectories, "trajectories"), Trajectory)
-
-    def _tasks(self, ctx: StageContext) -> dict[str, Task]:
-        stage = self.options.tasks or self.options.trajectories
-        if stage is None or (self.options.tasks is None and not ctx.has_output(stage, "tasks")):
-            return {}
-        return {t.id: t for t in ctx.read_tasks(stage)}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        tasks = self._tasks(ctx)
+        tasks = self.options.read_tasks(ctx)
         reformatter: Reformatter[Any] = self.options.reformatter.build()
         path: Path = ctx.dir / "examples.jsonl"
-        count = write_jsonl(path, reformatter.reformat(self._trajectories(ctx), tasks))
+        count = write_jsonl(path, reformatter.reformat(self.options.read_trajectories(ctx), tasks))
         ctx.log(f"{count} examples -> {path}")
         # the reformatter travels with the data so training can store it beside the model
         outputs: dict[str, Any] = {"examples": path, "count": count, "reformatter": dump_recipe(self.options.reformatter)}

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from misstep.components import Loss, Options, Stage
+from misstep.components import InputPath, Loss, Options, Stage
 from misstep.context import StageContext
-from misstep.datamodel import Example, RankedExample
+from misstep.datamodel import Example, PreferenceExample, RankedExample
 from misstep.errors import DataError, MisstepError
 from misstep.hookspecs import Register, hookimpl
 from misstep.jsonl import read_json, read_jsonl
@@ -49,7 +49,7 @@ class ExamplesStage(Stage["ExamplesStage.Options"]):
     name = "examples"
 
     class Options(Options):
-        path: Path = Field(description="JSONL file of Example or RankedExample records")
+        path: Annotated[Path, InputPath()] = Field(description="JSONL file of Example or RankedExample records")
         reformatter: dict[str, Any] | None = Field(
             default=None, description="the reformatter that made the file ({use: name, ...}), stored with the "
             "trained model so evaluation applies its inference prompt")
@@ -68,8 +68,9 @@ class TrainStage(Stage["TrainStage.Options"]):
 
     class Options(Options):
         examples: Annotated[str, StageInput()] = Field(
-            description="earlier stage whose `examples` output (Example, or RankedExample records for ranked "
-            "losses) to train on")
+            description="earlier stage whose `examples` output to train on: Example records (KTO: labelled "
+            "desirable or undesirable), RankedExample records for ranked losses, PreferenceExample records for "
+            "paired preference losses (dpo, simpo)")
         loss: LossRef = Field(default_factory=lambda: LossRef(use="sft"), description="a registered loss")
         init: Annotated[str | None, StageInput()] = Field(
             default=None, description="earlier train stage whose model (or LoRA adapter) to continue from")
@@ -91,8 +92,9 @@ class TrainStage(Stage["TrainStage.Options"]):
             "matrix products and attention and recomputes the element-wise operations (about half the "
             "activations, a few percent more compute)")
         packing: Literal["auto"] | bool = Field(
-            default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked losses)")
-        deepspeed: str | dict[str, Any] | None = Field(
+            default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked and "
+            "preference losses)")
+        deepspeed: Annotated[str, InputPath(names=tuple(DEEPSPEED_PRESETS))] | dict[str, Any] | None = Field(
             default=None, description="DeepSpeed config: a preset (zero2, zero3, zero3-offload), a JSON file or a "
             "mapping; runs under torchrun")
         processes: int | None = Field(default=None, gt=0, description="training processes (torchrun ranks); "
@@ -114,7 +116,7 @@ class TrainStage(Stage["TrainStage.Options"]):
         if not (result_file.is_file() and (output / MODEL_INFO).is_file()):  # not already trained before a crash
             stats = self._encode(ctx, model, loss)
             stats_file.write_text(json.dumps(stats, indent=2) + "\n")
-            self._train(ctx, model, loss.ranked)
+            self._train(ctx, model, loss)
             shutil.rmtree(ctx.dir / "checkpoints", ignore_errors=True)  # the model is saved: no resume needed
         stats = read_json(stats_file)
         result = read_json(result_file)
@@ -132,10 +134,9 @@ class TrainStage(Stage["TrainStage.Options"]):
 
         Examples with negative weights are refused unless the loss takes them (``sft`` with unlikelihood).
         """
-        from misstep.training.encode import encode_example, encode_ranked
+        from misstep.training.encode import add_mismatched
 
         opts = self.options
-        ranked = loss.ranked
         path = Path(ctx.output(opts.examples, "examples"))
         if not path.is_file():
             raise MisstepError(f"the examples of stage {opts.examples!r} are missing: {path} does not exist. "
@@ -146,33 +147,24 @@ class TrainStage(Stage["TrainStage.Options"]):
                                f"set `max_length:` to at most {context}")
         tokenizer = load_tokenizer(model)
         kept = truncated = tokens = total = 0
-        kind: type[RankedExample] | type[Example] = RankedExample if ranked else Example
+        kind = _record_kind(loss)
+        unpaired: list[dict[str, Any]] = []  # written at the end, each with the previous one's continuation
         with (ctx.dir / "dataset.jsonl").open("w", encoding="utf-8") as out:
             for record in ctx.progress(read_jsonl(path, kind), desc="encoding"):
                 total += 1
-                if isinstance(record, RankedExample):
-                    features = encode_ranked(record, tokenizer, opts.max_length)
-                    truncated += features is None
-                    if features is None:
-                        continue
-                    count = sum(map(sum, features["candidate_trained"]))
-                    row: dict[str, Any] = dict(features)
-                else:
-                    encoded = encode_example(record, tokenizer, opts.max_length)
-                    if not loss.takes_negative_weights and min(encoded.weights, default=0.0) < 0:
-                        raise DataError(
-                            f"example {record.id!r} has tokens of negative weight (unlikelihood terms), which loss "
-                            f"{opts.loss.use!r} does not train: set `loss: {{use: sft, unlikelihood: true}}` to train "
-                            "them, or give the example's messages and spans weights of 0 or more", path=path)
-                    truncated += encoded.truncated
-                    count = encoded.trained_tokens
-                    row = {"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
-                           "example": asdict(encoded.example)}
-                if count == 0:
+                row, cut, count = _row(record, loss, tokenizer, opts.max_length, path)
+                truncated += cut
+                if row is None or count == 0:
                     continue
-                out.write(json.dumps(row) + "\n")
+                if loss.preference == "unpaired":
+                    unpaired.append(row)
+                else:
+                    out.write(json.dumps(row) + "\n")
                 kept += 1
                 tokens += count
+            if unpaired:
+                add_mismatched(unpaired, opts.max_length)  # type: ignore[arg-type]  # rows of ContinuationFeatures
+                out.writelines(json.dumps(row) + "\n" for row in unpaired)
         if total == 0:
             raise MisstepError(f"{path} holds no examples: nothing to train on. Check the stage {opts.examples!r} "
                                "(its reformatter may have dropped every trajectory)")
@@ -181,18 +173,21 @@ class TrainStage(Stage["TrainStage.Options"]):
                                f"{opts.max_length} ({truncated} were longer): raise `max_length:` or check which "
                                "messages are trained")
         if truncated:
-            what = "dropped (a candidate did not fit)" if ranked else "cut (labels of the cut turn dropped)"
+            what = "dropped (a continuation did not fit)" if loss.continuations else \
+                "cut (labels of the cut turn dropped)"
             ctx.log(f"{truncated} of {total} examples were longer than max_length {opts.max_length}: {what}")
         return {"examples": kept, "trained_tokens": tokens, "truncated": truncated, "skipped": total - kept}
 
-    def _train(self, ctx: StageContext, model: ModelSpec, ranked: bool) -> dict[str, Any]:
+    def _train(self, ctx: StageContext, model: ModelSpec, loss: Loss[Any]) -> dict[str, Any]:
         from misstep.training.engine import Job, train
 
         opts = self.options
         cuda = _cuda()
-        packing = (cuda and not ranked) if opts.packing == "auto" else opts.packing
-        if packing and ranked:
-            raise MisstepError(f"`packing: true` does not apply to the ranked loss {opts.loss.use!r}; set packing: false")
+        packing = (cuda and not loss.continuations) if opts.packing == "auto" else opts.packing
+        if packing and loss.continuations:
+            what = "ranked" if loss.ranked else "preference"
+            raise MisstepError(f"`packing: true` does not apply to the {what} loss {opts.loss.use!r}; set packing: "
+                               "false")
         if packing:
             try:
                 import misstep.training.packing  # noqa: F401
@@ -256,6 +251,42 @@ class TrainStage(Stage["TrainStage.Options"]):
             "remove_unused_columns": False,
             "disable_tqdm": ctx.run.quiet,
         }
+
+
+def _row(record: Example | RankedExample | PreferenceExample, loss: Loss[Any], tokenizer: Any, max_length: int,
+         path: Path) -> tuple[dict[str, Any] | None, bool, int]:
+    """One record as a row of ``dataset.jsonl`` (None: dropped, too long), whether it was too long, and its trained
+    tokens: token ids with labels for token losses, continuation features for ranked and preference losses."""
+    from misstep.training import encode
+
+    if not loss.continuations:
+        assert isinstance(record, Example)
+        encoded = encode.encode_example(record, tokenizer, max_length)
+        if not loss.takes_negative_weights and min(encoded.weights, default=0.0) < 0:
+            raise DataError(f"example {record.id!r} has tokens of negative weight (unlikelihood terms), which loss "
+                            f"{loss.name!r} does not train: set `loss: {{use: sft, unlikelihood: true}}` to train "
+                            "them, or give the example's messages and spans weights of 0 or more", path=path)
+        return ({"input_ids": encoded.input_ids, "labels": encoded.labels, "weights": encoded.weights,
+                 "example": asdict(encoded.example)}, encoded.truncated, encoded.trained_tokens)
+    if isinstance(record, RankedExample):
+        features = encode.encode_ranked(record, tokenizer, max_length)
+    elif isinstance(record, PreferenceExample):
+        features = encode.encode_preference(record, tokenizer, max_length)
+    else:
+        features = encode.encode_unpaired(record, tokenizer, max_length)
+    if features is None:
+        return None, True, 0
+    trained = [sum(flags) for flags in features["candidate_trained"]]
+    if not loss.ranked and not all(trained):  # a preference side without trained tokens: nothing to compare
+        return None, False, 0
+    return dict(features), False, sum(trained)
+
+
+def _record_kind(loss: Loss[Any]) -> type[Example] | type[RankedExample] | type[PreferenceExample]:
+    """The records ``loss`` trains on."""
+    if loss.ranked:
+        return RankedExample
+    return PreferenceExample if loss.preference == "paired" else Example
 
 
 def _base(model: ModelSpec) -> str:

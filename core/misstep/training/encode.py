@@ -21,10 +21,11 @@ import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
-from misstep.datamodel import Example, Message, RankedExample, ToolCall, ToolSchema
+from misstep.datamodel import Example, Message, PreferenceExample, RankedExample, ToolCall, ToolSchema
 from misstep.errors import DataError, MisstepError
+from misstep.training.continuations import ContinuationFeatures
 from misstep.training.token_loss import IGNORE_INDEX, ExampleInfo
 
 
@@ -46,15 +47,6 @@ class Encoded:
     @property
     def trained_tokens(self) -> int:
         return sum(label != IGNORE_INDEX for label in self.labels)
-
-
-class RankedFeatures(TypedDict):
-    """A ranked example as token ids: the prompt, each candidate's tokens with a trained flag, rewards."""
-
-    prompt_ids: list[int]
-    candidate_ids: list[list[int]]
-    candidate_trained: list[list[bool]]
-    rewards: list[float]
 
 
 @dataclass(frozen=True)
@@ -262,39 +254,98 @@ def encode_example(example: Example, tokenizer: Any, max_length: int) -> Encoded
     return Encoded(input_ids=ids, labels=labels, weights=weights, truncated=truncated, example=ExampleInfo.of(example))
 
 
-def encode_ranked(example: RankedExample, tokenizer: Any, max_length: int) -> RankedFeatures | None:
-    """The prompt (with the generation prompt) and each candidate as a continuation of it.
+def encode_continuations(prompt: Sequence[Message], continuations: Sequence[Sequence[Message]], tokenizer: Any, *,
+                         tools: Sequence[ToolSchema] = ()) -> tuple[list[int], list[list[int]], list[list[bool]]]:
+    """The prompt (with the generation prompt) and each continuation of it as token ids, with each
+    continuation token's trained flag.
 
-    A candidate's text is what the template adds after the prompt for the candidate's messages; its
-    trained tokens are those of trained messages, with each turn's closing special token. Returns None
-    when the prompt and some candidate do not fit in ``max_length`` (the caller counts it truncated).
+    A continuation's text is what the template adds after the prompt for the continuation's messages; its
+    trained tokens are those of trained messages (each turn's closing special token included), so the tool,
+    user and system turns of a multi-turn continuation are context only. Raises MisstepError when the
+    template does not render the prompt as the beginning of the prompt with a continuation.
     """
+    prompt_text = render(tokenizer, prompt, tools=tools, generation_prompt=True)
+    markers = _end_markers(tokenizer)
+    prompt_ids, _ = _tokenise(tokenizer, prompt_text)
+    continuation_ids: list[list[int]] = []
+    continuation_trained: list[list[bool]] = []
+    for number, messages in enumerate(continuations):
+        conversation = [*prompt, *messages]
+        full = render(tokenizer, conversation, tools=tools)
+        if not full.startswith(prompt_text):
+            raise MisstepError(f"continuation {number}: the chat template does not render the prompt with the "
+                               "generation prompt as the beginning of the prompt with the continuation")
+        starts = _call_starts(tokenizer, conversation, tools, full, first=len(prompt))
+        ranges = _spans(full, messages, markers, start=len(prompt_text), call_starts=starts)
+        last = max((r.end for rs in ranges for r in rs), default=len(prompt_text))
+        text = full[len(prompt_text):last]
+        shifted = [[_Range(r.start - len(prompt_text), r.end - len(prompt_text), r.weight) for r in rs]
+                   for rs in ranges]
+        ids, offsets = _tokenise(tokenizer, text)
+        labels, _, _ = _label([0, *ids], [(0, 0), *offsets], shifted)  # a dummy first token: never trained
+        continuation_ids.append(ids)
+        continuation_trained.append([label != IGNORE_INDEX for label in labels[1:]])
+    return prompt_ids, continuation_ids, continuation_trained
+
+
+def _features(prompt: Sequence[Message], continuations: Sequence[Sequence[Message]], rewards: list[float],
+              tokenizer: Any, max_length: int, tools: Sequence[ToolSchema], what: str) -> ContinuationFeatures | None:
+    """Continuation features, or None when the prompt and the longest continuation exceed ``max_length``."""
+    if not prompt:
+        raise DataError(f"{what}: the prompt is empty; the continuations need a prompt to continue")
     try:
-        prompt_text = render(tokenizer, example.prompt, generation_prompt=True)
-        markers = _end_markers(tokenizer)
-        prompt_ids, _ = _tokenise(tokenizer, prompt_text)
-        candidate_ids: list[list[int]] = []
-        candidate_trained: list[list[bool]] = []
-        for number, candidate in enumerate(example.candidates):
-            conversation = [*example.prompt, *candidate.messages]
-            full = render(tokenizer, conversation)
-            if not full.startswith(prompt_text):
-                raise MisstepError(f"candidate {number}: the chat template does not render the prompt with the "
-                                   "generation prompt as the beginning of the prompt with the candidate")
-            starts = _call_starts(tokenizer, conversation, (), full, first=len(example.prompt))
-            ranges = _spans(full, candidate.messages, markers, start=len(prompt_text), call_starts=starts)
-            last = max((r.end for rs in ranges for r in rs), default=len(prompt_text))
-            text = full[len(prompt_text):last]
-            shifted = [[_Range(r.start - len(prompt_text), r.end - len(prompt_text), r.weight) for r in rs]
-                       for rs in ranges]
-            ids, offsets = _tokenise(tokenizer, text)
-            labels, _, _ = _label([0, *ids], [(0, 0), *offsets], shifted)  # a dummy first token: never trained
-            labels = labels[1:]
-            candidate_ids.append(ids)
-            candidate_trained.append([label != IGNORE_INDEX for label in labels])
+        prompt_ids, ids, trained = encode_continuations(prompt, continuations, tokenizer, tools=tools)
     except MisstepError as error:
-        raise DataError(f"ranked example {example.id!r}: {error}") from None
-    if len(prompt_ids) + max(map(len, candidate_ids)) > max_length:
+        raise DataError(f"{what}: {error}") from None
+    if len(prompt_ids) + max(map(len, ids)) > max_length:
         return None
-    return RankedFeatures(prompt_ids=prompt_ids, candidate_ids=candidate_ids, candidate_trained=candidate_trained,
-                          rewards=[candidate.reward for candidate in example.candidates])
+    return ContinuationFeatures(prompt_ids=prompt_ids, candidate_ids=ids, candidate_trained=trained, rewards=rewards)
+
+
+def encode_ranked(example: RankedExample, tokenizer: Any, max_length: int) -> ContinuationFeatures | None:
+    """The prompt and each candidate as a continuation of it (:func:`encode_continuations`). Returns None when
+    the prompt and some candidate do not fit in ``max_length`` (the caller counts it truncated)."""
+    return _features(example.prompt, [c.messages for c in example.candidates], [c.reward for c in example.candidates],
+                     tokenizer, max_length, (), f"ranked example {example.id!r}")
+
+
+def encode_preference(example: PreferenceExample, tokenizer: Any, max_length: int) -> ContinuationFeatures | None:
+    """The prompt and its two continuations, the chosen side first, with the pair's rewards (metadata
+    ``chosen_reward``/``rejected_reward``; 1 and 0 without them). None when it does not fit in ``max_length``."""
+    rewards = [float(example.metadata.get("chosen_reward", 1.0)), float(example.metadata.get("rejected_reward", 0.0))]
+    return _features(example.prompt, [example.chosen, example.rejected], rewards, tokenizer, max_length,
+                     example.tools, f"preference example {example.id!r}")
+
+
+DESIRABLE_LABELS = {"desirable": True, "positive": True, "undesirable": False, "negative": False}
+"""Example labels of unpaired preference losses (KTO) and whether each is desirable."""
+
+
+def encode_unpaired(example: Example, tokenizer: Any, max_length: int) -> ContinuationFeatures | None:
+    """An example labelled desirable or undesirable (:data:`DESIRABLE_LABELS`) as a prompt (the messages before
+    its first trained one) and one continuation (the rest), with ``desirable`` and its reward (0 without one).
+    None when it does not fit in ``max_length``."""
+    what = f"example {example.id!r}"
+    if example.label not in DESIRABLE_LABELS:
+        raise DataError(f"{what} has the label {example.label!r}; an unpaired preference loss needs "
+                        f"{' or '.join(map(repr, DESIRABLE_LABELS))} (the trajectory-labels reformatter writes them)")
+    first = next((index for index, message in enumerate(example.messages) if message.trained), None)
+    if first is None:
+        raise DataError(f"{what} has no trained message: nothing to prefer or avoid")
+    features = _features(example.messages[:first], [example.messages[first:]], [example.reward or 0.0], tokenizer,
+                         max_length, example.tools, what)
+    if features is not None:
+        features["desirable"] = DESIRABLE_LABELS[example.label]
+    return features
+
+
+def add_mismatched(rows: Sequence[ContinuationFeatures], max_length: int) -> None:
+    """Give each unpaired example a second continuation: the previous example's (the first gets the last one's),
+    cut to fit ``max_length`` after its prompt. These mismatched pairs estimate KTO's KL term, as TRL builds them
+    (its completions rotated by one)."""
+    partners = [(row["candidate_ids"][0], row["candidate_trained"][0], row["rewards"][0]) for row in rows]
+    for row, (ids, trained, reward) in zip(rows, partners[-1:] + partners[:-1]):
+        room = max_length - len(row["prompt_ids"])
+        row["candidate_ids"].append(ids[:room])
+        row["candidate_trained"].append(trained[:room])
+        row["rewards"].append(reward)

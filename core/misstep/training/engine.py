@@ -55,10 +55,10 @@ class Job(BaseModel):
     arguments: dict[str, Any]  # transformers TrainingArguments
 
 
-def read_dataset(path: Path, ranked: bool) -> list[Any]:
-    """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked ones."""
+def read_dataset(path: Path, continuations: bool) -> list[Any]:
+    """Encoded examples: :class:`Encoded` for token losses, feature dicts for ranked and preference ones."""
     rows = [row for _, row in iter_json_rows(path)]
-    if ranked:
+    if continuations:
         return rows
     return [Encoded(row["input_ids"], row["labels"], row["weights"], False, ExampleInfo(**row["example"]))
             for row in rows]
@@ -76,6 +76,10 @@ class Collator:
     def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
         if type(self.loss).collate is not Loss.collate:
             return dict(self.loss.collate(features))
+        if self.loss.preference is not None:
+            from misstep.training.continuations import collate_continuations
+
+            return collate_continuations(features)
         from misstep.training import packing
 
         if self.packing:
@@ -96,7 +100,8 @@ def _trainer_class() -> type:
     from transformers import Trainer
 
     class LossTrainer(Trainer):
-        """A Trainer whose loss is a misstep Loss; the loss's metrics are averaged into each log line."""
+        """A Trainer whose loss is a misstep Loss; each of the loss's metrics is averaged into each log line over
+        the batches that reported it (a batch without desirable examples has no ``rewards/chosen``)."""
 
         def __init__(self, *args: Any, loss: Loss[Any], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -107,7 +112,7 @@ def _trainer_class() -> type:
             self.model_accepts_loss_kwargs = loss.per_token
             self.loss_is_scaled_for_ga = loss.per_token
             self.metric_sums: dict[str, float] = defaultdict(float)
-            self.metric_batches = 0
+            self.metric_counts: dict[str, int] = defaultdict(int)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
@@ -121,14 +126,14 @@ def _trainer_class() -> type:
             if model.training:
                 for key, value in output.metrics.items():
                     self.metric_sums[key] += float(value)
-                self.metric_batches += 1
+                    self.metric_counts[key] += 1
             return (loss, None) if return_outputs else loss
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            if "loss" in logs and self.metric_batches:
-                logs.update({key: round(total / self.metric_batches, 6) for key, total in self.metric_sums.items()})
+            if "loss" in logs and self.metric_counts:
+                logs.update({key: round(total / self.metric_counts[key], 6) for key, total in self.metric_sums.items()})
                 self.metric_sums.clear()
-                self.metric_batches = 0
+                self.metric_counts.clear()
             super().log(logs, start_time)
 
     return LossTrainer
@@ -206,7 +211,16 @@ def train(job: Job, loss: Loss[Any], log: Callable[[str], None] = print) -> dict
     model, adapter = _model(job)
     if job.checkpointing:
         checkpointing.enable(model, job.checkpointing)
-    dataset = read_dataset(job.dataset, loss.ranked)
+    dataset = read_dataset(job.dataset, loss.continuations)
+    if loss.uses_reference:
+        import torch
+
+        from misstep.training.reference import attach_reference
+
+        autocast = torch.bfloat16 if arguments.bf16 else torch.float16 if arguments.fp16 else None
+        attach_reference(dataset, model.to(arguments.device), folder=job.dataset.parent,
+                         batch_size=arguments.per_device_train_batch_size, device=arguments.device,
+                         disable_adapter=job.lora is not None and not job.model.adapter, autocast=autocast, log=log)
     batches = collator(loss, tokenizer.pad_token_id, job.packing, model, arguments.device)
     trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=batches,
                                loss=loss)

@@ -1,4 +1,4 @@
-"""Arithmetic word problems for the quickstart: templated one- and two-step questions, solved with the
+"""Arithmetic word problems for the quickstart: templated questions of one to three steps, solved with the
 calculator, and the task generator ``arithmetic-word-problems``.
 
 A template holds the question text with slots ({name}, {item}, numbers {a} {b} {c}) and one step per
@@ -105,6 +105,21 @@ def _sub_div(rng: random.Random) -> dict[str, int]:
     return {"a": b + c * rng.randint(2, 10), "b": b, "c": c}
 
 
+def _mul_add_sub(rng: random.Random) -> dict[str, int]:
+    numbers = _mul_add(rng)
+    return {**numbers, "d": rng.randint(1, numbers["a"] + numbers["b"] * numbers["c"] - 1)}
+
+
+def _div_add_mul(rng: random.Random) -> dict[str, int]:
+    b = rng.randint(2, 9)
+    return {"a": b * rng.randint(2, 12), "b": b, "c": rng.randint(1, 10), "d": rng.randint(2, b)}
+
+
+def _mul_add_sub_money(rng: random.Random) -> dict[str, int]:
+    a, b, c = rng.randint(5, 20), rng.randint(2, 8), rng.randint(2, 30)
+    return {"a": a, "b": b, "c": c, "d": rng.randint(1, a * b + c - 1)}
+
+
 TEMPLATES: tuple[Template, ...] = (
     Template("add", "{name} has {a} {item}. {name} gets {b} more {item}. How many {item} does {name} have now?",
              (Step("{name} has {a} {item} and gets {b} more", "a", "+", "b"),), _add),
@@ -134,6 +149,21 @@ TEMPLATES: tuple[Template, ...] = (
              "friends. How many {item} does each friend get?",
              (Step("{name} has {a} {item} and loses {b}", "a", "-", "b"),
               Step("the rest is shared equally among {c} friends", "r1", "/", "c")), _sub_div),
+    Template("mul-add-sub", "{name} has {a} {item}. {name} buys {b} boxes with {c} {item} in each box and then "
+             "gives away {d} {item}. How many {item} does {name} have left?",
+             (Step("{name} buys {b} boxes with {c} {item} in each box", "b", "*", "c"),
+              Step("{name} already had {a} {item}", "a", "+", "r1"),
+              Step("{name} gives away {d} {item}", "r2", "-", "d")), _mul_add_sub),
+    Template("div-add-mul", "{name} shares {a} {item} equally among {b} friends. Each friend then gets {c} more "
+             "{item}. How many {item} do {d} of the friends have together?",
+             (Step("{a} {item} are shared equally among {b} friends", "a", "/", "b"),
+              Step("each friend then gets {c} more", "r1", "+", "c"),
+              Step("we count {d} of the friends", "r2", "*", "d")), _div_add_mul),
+    Template("earn-bonus-spend", "{name} earns {a} dollars per hour for {b} hours and gets a bonus of {c} dollars. "
+             "{name} spends {d} dollars on {item}. How many dollars does {name} have left?",
+             (Step("{name} earns {a} dollars per hour for {b} hours", "a", "*", "b"),
+              Step("{name} gets a bonus of {c} dollars", "r1", "+", "c"),
+              Step("{name} spends {d} dollars on {item}", "r2", "-", "d")), _mul_add_sub_money),
 )
 BY_KEY = {template.key: template for template in TEMPLATES}
 
@@ -182,7 +212,7 @@ def in_split(question: str, split: str, test_share: float) -> bool:
 
 
 class ArithmeticWordProblems(misstep.TaskLoader["ArithmeticWordProblems.Options"]):
-    """Seeded one- and two-step arithmetic word problems with integer answers (for the calculator)."""
+    """Seeded arithmetic word problems of one to three steps with integer answers (for the calculator)."""
 
     name = "arithmetic-word-problems"
 
@@ -192,8 +222,8 @@ class ArithmeticWordProblems(misstep.TaskLoader["ArithmeticWordProblems.Options"
         split: Literal["train", "test"] = Field(
             default="train", description="train and test questions never overlap, whatever the seeds")
         test_share: float = Field(default=0.2, gt=0, lt=1, description="share of all questions that are test questions")
-        steps: list[Literal[1, 2]] = Field(default=[1, 2], min_length=1,
-                                           description="which problem sizes (calculations per problem)")
+        steps: list[Literal[1, 2, 3]] = Field(default=[1, 2], min_length=1,
+                                              description="which problem sizes (calculations per problem)")
         dataset: str = "arithmetic"
 
     def load(self) -> Iterator[misstep.Task]:

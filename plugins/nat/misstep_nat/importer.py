@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import misstep
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -63,7 +63,7 @@ class NatTrajectories(misstep.TrajectorySource["NatTrajectories.Options"]):
     name = "nat-trajectories"
 
     class Options(misstep.Options):
-        paths: list[Path] = Field(min_length=1, description="NAT trajectory files (JSON lists)")
+        paths: Annotated[list[Path], misstep.InputPath()] = Field(min_length=1, description="NAT trajectory files (JSON lists)")
         dataset: str = Field(default="strategyqa", description="task ids are '<dataset>-<id>', as the loaders make them")
         tasks: misstep.TaskRef | None = Field(
             default=None, description="the questions, to render each prompt (e.g. {use: strategyqa, path: train.jsonl})")

@@ -1,5 +1,6 @@
 """The reformatters: Vanilla (positives only), NUT (positives and negatives, no hint), NAT (a hint by
-label) and NAT-k (a hint by class of a verdict metric).
+label), NAT-k (a hint by class of a verdict metric) and correct-prefix (NUT's data, each negative cut at
+its first wrong step: see docs/step-credit.md).
 
 Each keeps the agent's turns of a trajectory (``messages[prompt_len:]``) and rebuilds the prompt:
 the trajectory's own prompt by default, or ``prompt:`` rendered with the task's question. NAT puts
@@ -25,7 +26,7 @@ from misstep_nat.hints import (
     resolve_classes,
     resolve_hints,
 )
-from misstep_nat.selection import Candidate, Report, SamplingMode, select
+from misstep_nat.selection import Candidate, Part, Report, SamplingMode, select
 
 
 class VanillaOptions(misstep.Options):
@@ -72,6 +73,11 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
         """The prompt as the model sees it for a trajectory of class ``cls``."""
         return prompt
 
+    def parts(self, candidate: Candidate) -> list[Part]:
+        """The examples a kept trajectory gives: its agent's turns under its own class."""
+        trajectory = candidate.trajectory
+        return [Part(candidate.cls, trajectory.messages[trajectory.prompt_len:])]
+
     # --- the pipeline -------------------------------------------------------------------------
 
     def reformat(self, trajectories: Iterable[misstep.Trajectory],
@@ -92,19 +98,23 @@ class Vanilla(misstep.Reformatter[VanillaOptions]):
             trajectory = candidate.trajectory
             prompt = self._prompt(trajectory, tasks)
             assert prompt is not None  # candidates without a prompt were dropped
-            yield misstep.Example(
-                id=trajectory.id,
-                messages=[*self.hinted(prompt, candidate.cls), *trajectory.messages[trajectory.prompt_len:]],
-                label=candidate.group,
-                tools=trajectory.tools,
-                metadata={
-                    "task_id": trajectory.task_id,
-                    "label": candidate.group,
-                    "class": candidate.cls,
-                    "source": trajectory.provenance.source,
-                    "temperature": trajectory.provenance.temperature,
-                },
-            )
+            for part in self.parts(candidate):
+                if part.name:
+                    report.added[part.name] += 1
+                yield misstep.Example(
+                    id=trajectory.id + (f"#{part.name}" if part.name else ""),
+                    messages=[*self.hinted(prompt, part.cls), *part.turns],
+                    label=candidate.group,
+                    tools=trajectory.tools,
+                    metadata={
+                        "task_id": trajectory.task_id,
+                        "label": candidate.group,
+                        "class": part.cls,
+                        "source": trajectory.provenance.source,
+                        "temperature": trajectory.provenance.temperature,
+                        **({"part": part.name} if part.name else {}),
+                    },
+                )
 
     def _candidates(self, trajectories: Iterable[misstep.Trajectory], tasks: Mapping[str, misstep.Task],
                     report: Report) -> Iterator[Candidate]:
@@ -146,12 +156,47 @@ class Nut(Vanilla):
         return label, label
 
 
+class CorrectPrefixOptions(NutOptions):
+    wrong_weight: float = Field(
+        default=0.0, ge=-1, le=0, description="weight of a negative's first wrong step: 0 leaves it untrained, a "
+        "negative weight trains it as an unlikelihood term (`loss: {use: sft, unlikelihood: true}`)")
+
+
+class CorrectPrefix(Nut):
+    """Correct prefix: NUT's positives and negatives, each negative trained only up to its first wrong step
+    (found by the ``step-values`` stage), the wrong step weighted by ``wrong_weight``, the rest left out."""
+
+    name = "correct-prefix"
+    Options = CorrectPrefixOptions
+    options: CorrectPrefixOptions
+
+    def classify(self, trajectory: misstep.Trajectory) -> tuple[str, str] | str:
+        found = super().classify(trajectory)
+        if found != ("negative", "negative"):
+            return found
+        if trajectory.verdict is None or trajectory.verdict.first_wrong_step is None:
+            return "negative without a first wrong step (value its steps with the step-values stage)"
+        if misstep.correct_prefix(trajectory, wrong_weight=self.options.wrong_weight) is None:
+            return "negative wrong at its first step: nothing to train (wrong_weight 0)"
+        return found
+
+    def parts(self, candidate: Candidate) -> list[Part]:
+        if candidate.group != "negative":
+            return super().parts(candidate)
+        turns = misstep.correct_prefix(candidate.trajectory, wrong_weight=self.options.wrong_weight)
+        assert turns is not None  # classify dropped the others
+        return [Part(candidate.cls, turns)]
+
+
 class NatOptions(NutOptions):
     hints: HintSet = Field(
         default_factory=lambda: resolve_hints("math"), description="a preset (math, qa, correct-incorrect, "
         "good-bad, a-b, 1-2, random-sentences) or {positive, negative, position, separator, closing, "
         "instruction_note}")
     position: Position | None = Field(default=None, description="prefix or suffix (default: the hint set's)")
+    correct_prefix: bool = Field(
+        default=False, description="also train each negative's steps before its first wrong step (found by the "
+        "step-values stage) under the positive hint, as an extra example")
 
     @field_validator("hints", mode="before")
     @classmethod
@@ -172,6 +217,14 @@ class Nat(Nut):
 
     def hinted(self, prompt: list[misstep.Message], cls: str) -> list[misstep.Message]:
         return self.hints.apply(prompt, cls)
+
+    def parts(self, candidate: Candidate) -> list[Part]:
+        parts = super().parts(candidate)
+        if self.options.correct_prefix and candidate.group == "negative":
+            prefix = misstep.correct_prefix(candidate.trajectory)
+            if prefix is not None:
+                parts.append(Part("positive", prefix, "correct-prefix"))
+        return parts
 
     def inference_prompt(self, prompt: list[misstep.Message]) -> list[misstep.Message]:
         return self.hints.apply(prompt, "positive")
@@ -220,4 +273,4 @@ class NatK(Nut):
         return self.hinted(prompt, self.options.classes[-1].hint)
 
 
-REFORMATTERS = (Vanilla, Nut, Nat, NatK)
+REFORMATTERS = (Vanilla, Nut, Nat, NatK, CorrectPrefix)

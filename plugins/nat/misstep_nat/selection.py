@@ -37,23 +37,36 @@ class Candidate:
 
 
 @dataclass
+class Part:
+    """One example a kept trajectory gives: the hint class it is trained under, the agent's turns, and a
+    name for examples besides the trajectory's own (its id gets ``#<name>``)."""
+
+    cls: str
+    turns: list[misstep.Message]
+    name: str = ""
+
+
+@dataclass
 class Report:
-    """What a reformatter kept and dropped, and why (saved by the reformat stage as summary.json)."""
+    """What a reformatter kept and dropped, and why (saved by the reformat stage as summary.json); ``added``
+    counts the extra examples some kept trajectories gave (by part name)."""
 
     seen: int = 0
     kept: Counter[str] = field(default_factory=Counter)
     classes: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     requested: dict[str, int | None] = field(default_factory=dict)
+    added: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        summary = {
             "trajectories": self.seen,
             "kept": {group: self.kept[group] for group in GROUPS},
             "classes": dict(self.classes),
             "dropped": dict(sorted(self.dropped.items())),
             "requested": self.requested,
         }
+        return summary | ({"added": dict(self.added)} if self.added else {})
 
 
 def _content_key(trajectory: misstep.Trajectory) -> str:

@@ -36,7 +36,7 @@ class Student(misstep.Stage["Student.Options"]):
     class Options(misstep.Options):
         corpus: Annotated[str | None, misstep.StageInput()] = Field(
             default=None, description="earlier stage whose `trajectories` (else `tasks`) text trains the tokenizer")
-        model: str | None = Field(
+        model: misstep.ModelPath | None = Field(
             default=None, description="use this model instead of building one: an alias (smollm2-135m-instruct), "
             "a model folder or a .gguf file")
         hidden_size: int = Field(default=128, gt=0)

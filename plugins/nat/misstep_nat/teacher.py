@@ -137,3 +137,13 @@ class ScriptedTeacher(misstep.Backend["ScriptedTeacher.Options"]):
         reason = step.reason.format(**problem.slots)
         return (f"Thought: {reason[0].upper()}{reason[1:]}, so I need to {verb(left, op, right)}.\n"
                 f"Action: calculate[{left} {op} {right}]")
+
+
+def first_injected_error(trajectory: misstep.Trajectory) -> int | None:
+    """The first step (from 1) at which the scripted teacher made a mistake in ``trajectory``: the first turn
+    that differs from what an error-free teacher writes after the same messages. None when it made none."""
+    exact = ScriptedTeacher(ScriptedTeacher.Options(error_rate=0.0, error_slope=0.0))
+    for step, index in enumerate(misstep.step_messages(trajectory), start=1):
+        if exact.turn(trajectory.messages[:index], misstep.Sampling()) != trajectory.messages[index].content:
+            return step
+    return None

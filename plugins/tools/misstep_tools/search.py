@@ -18,7 +18,7 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import misstep
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -202,7 +202,7 @@ class Search(misstep.Tool["Search.Options"]):
                    "needed.")
 
     class Options(misstep.Options):
-        corpus: Path | None = Field(default=None, description="JSON Lines file of passages")
+        corpus: Annotated[Path | None, misstep.InputPath()] = Field(default=None, description="JSON Lines file of passages")
         text: str = Field(default="text", description="field of a passage's text")
         title: str | None = Field(default="title", description="field of a passage's title (optional)")
         k: int = Field(default=3, ge=1, le=20, description="passages per observation")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import misstep
 from pydantic import Field
@@ -59,7 +60,7 @@ class Gsm8kCalls(misstep.Backend["Gsm8kCalls.Options"]):
     name = "gsm8k-calls"
 
     class Options(misstep.Options):
-        path: Path = Field(description="GSM8K-style JSON Lines: a question and a worked solution with <<a*b=c>> marks")
+        path: Annotated[Path, misstep.InputPath()] = Field(description="GSM8K-style JSON Lines: a question and a worked solution with <<a*b=c>> marks")
         question: str = Field(default="question", description="field holding the question")
         solution: str = Field(default="answer", description="field holding the annotated solution")
         tool: str = Field(default="calculator", description="name the call uses")

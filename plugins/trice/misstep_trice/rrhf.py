@@ -9,7 +9,9 @@ length-normalised log-likelihood over the response tokens only,
 where ties in reward contribute nothing. The SFT term is the negative log-likelihood of the best
 candidate's response tokens (padding and prompt never counted), averaged over them (``sft_reduction:
 mean``, = -p_best) or summed (``sum``, the paper's formula). The batch loss is the mean over queries, so
-k may differ per query and batches hold any number of queries.
+k may differ per query and batches hold any number of queries. Candidates are laid out and scored by
+the core (:func:`misstep.collate_continuations`, :func:`misstep.continuation_scores`): each prompt once,
+its candidates beside it under a 4-D mask.
 """
 
 from __future__ import annotations
@@ -21,61 +23,11 @@ import misstep
 import torch
 from pydantic import Field
 
-from misstep_trice.layout import Features, additive, collate
 
-
-def _unwrapped(model: Any) -> Any:
-    """The model inside DDP / DeepSpeed wrappers (for its config and embeddings)."""
-    while not hasattr(model, "config") and hasattr(model, "module"):
-        model = model.module
-    return model
-
-
-def model_mask(model: Any, mask: torch.Tensor) -> torch.Tensor:
-    """The boolean 4-D mask in the form the model's attention takes: as is for SDPA, additive otherwise.
-
-    Flash attention cannot take a per-candidate mask: load the model with ``sdpa`` or ``eager``.
-    """
-    inner = _unwrapped(model)
-    implementation = str(getattr(inner.config, "_attn_implementation", None) or "eager")
-    if implementation == "sdpa":
-        return mask
-    if "flash" in implementation:
-        raise misstep.ComponentError(
-            f"the rrhf loss needs a 4-D attention mask, which {implementation!r} attention does not take; "
-            "load the model with sdpa or eager attention")
-    return additive(mask, inner.get_input_embeddings().weight.dtype)
-
-
-def kept_logits(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Logits from the last prompt column on (the only ones that predict candidate tokens)."""
-    keep = batch["input_ids"].shape[1] - int(batch["prompt_width"]) + 1
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=model_mask(model, batch["attention_mask"]),
-        position_ids=batch["position_ids"],
-        logits_to_keep=keep,
-        use_cache=False,
-    )
-    return out.logits
-
-
-def candidate_lengths(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(queries, K) number of trained tokens of each candidate (0 where there is no candidate)."""
-    size = batch["rewards"].numel()
-    return torch.bincount(batch["token_candidate"], minlength=size).view_as(batch["rewards"])
-
-
-def candidate_scores(logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(queries, K) length-normalised log-likelihoods from the kept logits; 0 where there is no candidate."""
-    rows, columns = batch["token_row"], batch["token_column"]
-    picked = logits[rows, columns, batch["token_id"]].float()
-    normaliser = torch.logsumexp(logits[rows, columns].float(), dim=-1)
-    token_logprobs = picked - normaliser
-    size = batch["rewards"].numel()
-    sums = torch.zeros(size, dtype=token_logprobs.dtype, device=logits.device)
-    sums = sums.index_add(0, batch["token_candidate"], token_logprobs)
-    return sums.view_as(batch["rewards"]) / candidate_lengths(batch).clamp(min=1)
+def candidate_scores(tokens: misstep.TokenScores, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(queries, K) length-normalised log-likelihoods from the scored candidate tokens; 0 where there is no
+    candidate."""
+    return tokens.per_example().view_as(batch["rewards"]) / misstep.continuation_lengths(batch).clamp(min=1)
 
 
 def rrhf_terms(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
@@ -130,11 +82,11 @@ class RRHF(misstep.Loss["RRHF.Options"]):
             default=True, description="encode each prompt once for all its candidates (false: one row per "
             "candidate, the prompt recomputed k times, as the reference does; same result, slower)")
 
-    def collate(self, features: Sequence[Features]) -> dict[str, torch.Tensor]:
-        return collate(features, shared=self.options.shared_prompt)
+    def collate(self, features: Sequence[misstep.ContinuationFeatures]) -> dict[str, Any]:
+        return misstep.collate_continuations(features, shared=self.options.shared_prompt)
 
     def compute(self, model: Any, batch: Mapping[str, torch.Tensor]) -> misstep.LossOutput:
-        scores = candidate_scores(kept_logits(model, batch), batch)
-        lengths = candidate_lengths(batch) if self.options.sft_reduction == "sum" else None
+        scores = candidate_scores(misstep.continuation_scores(model, batch), batch)
+        lengths = misstep.continuation_lengths(batch) if self.options.sft_reduction == "sum" else None
         loss, metrics = rrhf_loss(scores, batch["rewards"], batch["valid"], self.options.rrhf_weight, lengths)
         return misstep.LossOutput(loss, metrics)

@@ -83,7 +83,7 @@ class FilePool(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["file"]
-    path: Path
+    path: Annotated[Path, misstep.InputPath()]
     id: str = "id"
     response: str = "response"
     label: str = ""

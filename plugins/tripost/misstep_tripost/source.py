@@ -119,8 +119,8 @@ class EditSource(misstep.TrajectorySource["EditSource.Options"]):
                                      retry_rejected=opts.retry_rejected)
                 for edit, (_, sample) in zip(edits, chunk):
                     trajectory = edit_trajectory(edit, sample, backend.model_name, opts.temperature)
-                    ctx.trajectory_produced(trajectory)
                     appender.write(trajectory)
+                    ctx.trajectory_produced(trajectory)
         finally:
             backend.close()
             opts.improver.close()

@@ -12,7 +12,7 @@ import random
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import misstep
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -92,7 +92,7 @@ class SortingTasks(misstep.TaskLoader["SortingTasks.Options"]):
         count: int = Field(default=100, gt=0)
         words: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 7], min_length=1,
                                  description="how many words to sort (one is drawn per question)")
-        vocabulary: str | None = Field(default=None, description="a file with one word per line (default: built in)")
+        vocabulary: Annotated[str | None, misstep.InputPath()] = Field(default=None, description="a file with one word per line (default: built in)")
         seed: int = 0
         split: Literal["train", "test"] = "train"
         test_share: float = Field(default=0.2, gt=0, lt=1)
@@ -169,7 +169,7 @@ class TriPosTFile(misstep.TaskLoader["TriPosTFile.Options"]):
     name = "tripost-file"
 
     class Options(Difficulty):
-        path: str
+        path: Annotated[str, misstep.InputPath()]
         task: TaskName | None = Field(default=None, description="default: from the file name")
         subset: Literal["train", "validation", "all"] = Field(
             default="all", description="rows whose meta_data.new_split is this (raw files)")

@@ -6,7 +6,8 @@ feedback; a reply that does not parse, names a step the attempt does not have, o
 not in that step gives None (rejected: the editing loop counts it), never an exception.
 
 Both batch their work in ``critique(tasks, attempts)`` (one feedback, or None, per parsed attempt);
-``verify`` judges the last attempt of a text and puts the feedback in the verdict.
+``verify`` judges the last attempt of a text and puts the feedback in the verdict; ``judge_steps`` gives the
+values of its lines for the ``step-values`` stage (``method: verifier``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from misstep_tripost.families import family_of
 from misstep_tripost.prompts import VERIFIER_EXAMPLES, VERIFIER_INSTRUCTION
 from misstep_tripost.tasks import TaskName
 from misstep_tripost.text import (
+    ANSWER,
     FINAL,
     Feedback,
     Step,
@@ -60,6 +62,34 @@ class FeedbackVerifier(misstep.Verifier[Any]):
             first_wrong_step=position,
             metrics={} if feedback else {"rejected": 1.0},
         )
+
+
+    def judge_steps(self, task: misstep.Task, trajectory: misstep.Trajectory) -> misstep.StepCredit | None:
+        """The lines of the last attempt in the trajectory's last assistant message as its steps (located by
+        character spans): value 1 up to the first wrong one by :meth:`critique`, 0 from it on. None when the
+        attempt does not parse or the critique is rejected."""
+        turns = misstep.step_messages(trajectory)
+        if not turns:
+            return None
+        text = trajectory.messages[turns[-1]].content
+        attempts = split_turns(text)
+        steps = attempts[-1].steps if attempts else None
+        feedback = self.critique([task], [steps])[0] if steps else None
+        if steps is None or feedback is None:
+            return None
+        spans: list[misstep.StepSpan] = []
+        lines = "\n" + text  # a step starts a line: it follows a newline here, at its own offset in text
+        cursor = max(lines.rfind(ANSWER), 0)  # the last attempt's header ("Answer:" or "Updated Answer:")
+        for step in steps:
+            start = lines.find(f"\n({step.id})", cursor)
+            if start < 0:
+                return None
+            end = text.find("\n", start)
+            spans.append(misstep.StepSpan(message=turns[-1], start=start, end=end if end >= 0 else None))
+            cursor = start + 1
+        ids = [step.id for step in steps]
+        wrong = len(steps) if feedback.correct else ids.index(str(feedback.error_step))
+        return misstep.StepCredit(values=[1.0] * wrong + [0.0] * (len(steps) - wrong), spans=spans)
 
 
 class ScriptedVerifier(FeedbackVerifier):
