@@ -1,7 +1,7 @@
 """Where the memory of one training step goes: weights, gradients, optimizer state, activations by part.
 
-One optimizer step of the ``sft`` loss as the ``train`` stage runs it (``misstep.token_logprobs``, packed or
-padded rows), on the first ``--batch-size`` conversations of the same data as ``train_throughput.py``::
+One optimizer step of the ``sft`` loss as the ``train`` stage runs it (``misstep.token_logprobs``; rows packed
+as the engine packs them, ``misstep.training.engine.collator``, or padded with ``--padded``), on the first ``--batch-size`` conversations of the same data as ``train_throughput.py``::
 
     python benchmarks/train_memory.py --model smollm2-135m-instruct --data gsm8k:/path/to/gsm8k/train.jsonl \\
         --batch-size 8 --precision fp32
@@ -33,7 +33,7 @@ from misstep.training import checkpointing
 from misstep.training.attention import share_float_masks
 from misstep.training.encode import encode_example
 from misstep.training.output_layer import DEFAULT_CHUNK_SIZE
-from misstep.training.packing import collate_packed, collate_padded
+from misstep.training.engine import collator
 from train_throughput import arithmetic_examples, gsm8k_examples
 
 MIB = 2**20
@@ -130,18 +130,17 @@ def main() -> None:
 
     tokenizer = load_tokenizer(misstep.ModelSpec(path=args.model))
     encoded = [encode_example(e, tokenizer, args.max_length) for e in examples]
-    batch = (collate_padded(encoded, tokenizer.pad_token_id) if args.padded
-             else collate_packed(encoded, pad_id=tokenizer.pad_token_id))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     start = resident()
     model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model), dtype=torch.float32,
                                                  attn_implementation=args.attention).to(device).train()
+    loss_fn = misstep.get_plugins().create("loss", "sft", {"chunk_size": args.chunk_size})
+    batch = collator(loss_fn, tokenizer.pad_token_id, not args.padded, model, device)(encoded)  # as the engine packs
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     share_float_masks(model)  # as the engine's trainer does
     if args.gradient_checkpointing != "off":
         checkpointing.enable(model, args.gradient_checkpointing)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    loss_fn = misstep.get_plugins().create("loss", "sft", {"chunk_size": args.chunk_size})
     parameters = sum(p.numel() * p.element_size() for p in model.parameters()) / MIB
     sizes: dict[str, float] = defaultdict(float)
     peaks = {}

@@ -12,8 +12,9 @@ acknowledgement. Each method runs in a fresh process, so peak memory is its own.
 Methods:
 - ``misstep``: the Trainer, ``sft`` loss and collator of ``misstep.training.engine`` as the ``train``
   stage builds them with packing on (``packing: auto`` on a GPU): examples encoded by
-  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed``.
-  ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
+  ``misstep.training.encode``, packed padding-free by ``misstep.training.packing.collate_packed``: each
+  batch in one row where sdpa attends one sequence at a time (on a CPU), else in rows as long as its
+  longest example (``misstep.training.engine.collator``). ``--rows`` replaces the engine's row budget: ``longest`` (rows as long as the batch's longest
   example), ``one`` (one row per batch, the layout for flash attention) or a number of tokens.
 - ``trl``: ``trl.SFTTrainer`` with ``assistant_only_loss=True`` and its default (padded) collator. TRL
   needs ``{% generation %}`` markers in the chat template to find assistant tokens; it gets the model's
@@ -35,7 +36,8 @@ and everything else the process holds), on GPU ``torch.cuda.max_memory_allocated
 Throughput is measured after ``--warmup`` steps, over the remaining steps, with the GPU synchronised at
 each step end; on CPU, seconds are the training process's CPU time (set OMP_NUM_THREADS=1), because
 wall time on a shared CPU mostly measures the neighbours. Trained tokens are loss-bearing labels; all
-tokens are the examples' tokens (no padding).
+tokens are the examples' tokens (no padding). ``--profile DIR`` runs torch.profiler over the timed steps
+and writes each method's operators (by input shapes, slowest first) to ``DIR/METHOD.txt``.
 
 Data: ``arithmetic`` (default) are misstep-nat's arithmetic word problems solved by its scripted teacher
 (1-2 calculator steps); ``gsm8k:PATH`` turns GSM8K training solutions into ReAct trajectories, one
@@ -182,6 +184,32 @@ def step_clock() -> Any:
     return Clock()
 
 
+def step_profiler(warmup: int, path: Path) -> Any:
+    """A TrainerCallback that runs torch.profiler over the steps after the first ``warmup`` and writes its
+    operators, by input shapes and by self time, to ``path``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class Profiler(TrainerCallback):
+        def __init__(self) -> None:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+            self.profiler = profile(activities=activities, record_shapes=True)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == warmup:
+                self.profiler.start()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.profiler.stop()
+            averages = self.profiler.key_averages(group_by_input_shape=True)
+            key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+            path.write_text(averages.table(sort_by=key, row_limit=40, max_name_column_width=60,
+                                           max_shapes_column_width=80))
+
+    return Profiler()
+
+
 # --- the three trainers ----------------------------------------------------------------------------
 
 def training_args(args: argparse.Namespace, out: Path, steps: int, cls: Any = None, **extra: Any) -> Any:
@@ -218,19 +246,19 @@ def engine_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, example
                    out: Path) -> Any:
     """misstep's Trainer, loss and collator as the ``train`` stage builds them (packing on)."""
     from misstep.training.encode import encode_example
-    from misstep.training.engine import Collator, _trainer_class
+    from misstep.training.engine import _trainer_class, collator
     from misstep.training.packing import collate_packed
 
     loss = misstep.get_plugins().create("loss", "sft", {"chunk_size": args.chunk_size})
-    collate: Any = Collator(loss, tokenizer.pad_token_id, packing=True)
+    arguments = training_args(args, out, -(-len(examples) // args.batch_size))
+    collate: Any = collator(loss, tokenizer.pad_token_id, True, model, arguments.device)
     if args.rows != "engine":
         def collate(batch: list[Any]) -> dict[str, Any]:
             budget = {"longest": None, "one": sum(len(f.input_ids) for f in batch)}.get(args.rows, args.rows)
             return collate_packed(batch, max_tokens=budget and int(budget), pad_id=tokenizer.pad_token_id)
     features = [encode_example(e, tokenizer, args.max_length) for e in examples]
-    steps = -(-len(features) // args.batch_size)
-    return _trainer_class()(model=model, args=training_args(args, out, steps), train_dataset=features,
-                            data_collator=Counting(collate), loss=loss)
+    return _trainer_class()(model=model, args=arguments, train_dataset=features, data_collator=Counting(collate),
+                            loss=loss)
 
 
 def padded_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, examples: list[misstep.Example],
@@ -312,6 +340,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trainer = BUILDERS[args.run](args, model, tokenizer, examples, Path(out))
         clock = step_clock()
         trainer.add_callback(clock)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            trainer.add_callback(step_profiler(args.warmup, args.profile / f"{args.run}.txt"))
         result = trainer.train()
     if args.save_model and args.run == "misstep":
         trainer.save_model(str(args.save_model))
@@ -379,6 +410,9 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--profile", type=Path,
+                        help="write torch.profiler's table of each method's timed steps to PROFILE/METHOD.txt "
+                             "(the profiler slows them down: its run's speeds are not comparable)")
     parser.add_argument("--save-model", type=Path, help="save the misstep method's trained model and tokenizer here")
     parser.add_argument("--run", choices=METHODS, help=argparse.SUPPRESS)  # one method, in a child process
     parser.add_argument("--examples-file", type=Path, help=argparse.SUPPRESS)
@@ -411,7 +445,8 @@ def main() -> None:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = results[0]
     turns = sum(sum(m.role == "assistant" for m in e.messages) - 1 for e in examples) / len(examples)
-    rows = {"engine": "as the engine packs them (as long as each batch's longest example)",
+    rows = {"engine": "as the engine packs them (one per batch where sdpa attends one sequence at a time, on a CPU; "
+                      "else as long as each batch's longest example)",
             "longest": "as long as each batch's longest example", "one": "one per batch"}.get(
         args.rows, f"of at most {args.rows} tokens")
     training = (f"LoRA r {args.lora} on all linear layers ({first['trainable'] / 1e6:.3g}M trained)" if args.lora

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from misstep import Example, Message, PromptTemplate
+from misstep.training.attention import IMPLEMENTATION, attends_per_sequence, share_float_masks
 from misstep.training.encode import encode_example
 from misstep.training.packing import collate_packed, collate_padded, pack_rows
 from misstep.training.token_loss import IGNORE_INDEX, model_inputs
@@ -63,9 +65,14 @@ def encoded(tiny_model: Path) -> list[Features]:
 
 
 def load(folder: Path, attention: str) -> torch.nn.Module:
+    """The tiny model with ``attention``; ``misstep_sdpa`` is sdpa switched by ``share_float_masks`` (as the engine
+    does): float masks, and packed rows attended one sequence at a time on this CPU."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                 attn_implementation="sdpa" if attention == IMPLEMENTATION else attention)
+    if attention == IMPLEMENTATION:
+        assert share_float_masks(model)
     return model.train()  # dropout is 0 in the tiny config: train mode is deterministic
 
 
@@ -163,7 +170,7 @@ def test_bad_features_are_refused() -> None:
         collate_padded([EXAMPLES[0], Features([5, 6, 7], [5, 6], [1.0, 1.0, 1.0])], pad_id=0)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", IMPLEMENTATION])
 def test_packed_and_padded_match_unpacked(tiny_model: Path, encoded: list[Features], attention: str) -> None:
     model = load(tiny_model, attention)
     examples = [encoded[0], *EXAMPLES, encoded[1]]
@@ -184,7 +191,7 @@ def test_packed_and_padded_match_unpacked(tiny_model: Path, encoded: list[Featur
     assert any(g.abs().max() > 1e-3 for g in reference_grads.values())  # the comparison is not of zeros
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", IMPLEMENTATION])
 def test_no_attention_across_examples(tiny_model: Path, attention: str) -> None:
     model = load(tiny_model, attention).eval()
     a, b = EXAMPLES[0], EXAMPLES[2]
@@ -204,3 +211,65 @@ def test_no_attention_across_examples(tiny_model: Path, attention: str) -> None:
     torch.testing.assert_close(logits[0], alone, atol=1e-5, rtol=0)
     torch.testing.assert_close(padded_row, alone, atol=1e-5, rtol=0)
     assert (running - alone).abs().max() > 1e-3
+
+
+def test_packed_rows_are_attended_per_sequence_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """misstep_sdpa on a CPU: each sequence of a packed batch (padding included) in a causal sdpa call without a
+    mask, grouped keys and values as they are; the same logits and gradients as sdpa under transformers' mask."""
+    from transformers import LlamaConfig, LlamaForCausalLM, masking_utils
+
+    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    masked = LlamaForCausalLM(config).train()
+    per_sequence = LlamaForCausalLM(copy.deepcopy(config)).train()
+    per_sequence.load_state_dict(masked.state_dict())
+    assert share_float_masks(per_sequence) and attends_per_sequence(per_sequence, torch.device("cpu"))
+    assert not attends_per_sequence(per_sequence, torch.device("cuda"))
+    batch = collate_packed(EXAMPLES, max_tokens=40)  # rows 25 + 14 | 38 + 1 padding | 8 + 17 + 14 padding
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        calls.append((query.shape[1], key.shape[1], query.shape[2], kwargs.get("attn_mask") is None,
+                      kwargs.get("is_causal")))
+        return sdpa(query, key, value, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    masks = []
+    sdpa_mask = masking_utils.sdpa_mask
+    monkeypatch.setattr(masking_utils, "sdpa_mask", lambda *args, **kwargs: masks.append(1) or sdpa_mask(*args, **kwargs))
+    results = []
+    for model in (masked, per_sequence):
+        calls.clear()
+        masks.clear()
+        logits = model(**model_inputs(batch)).logits
+        weighted_ce(logits, batch["labels"], batch["weights"])[0].backward()
+        results.append((logits, [p.grad for p in model.parameters()], list(calls), len(masks)))
+    (logits, grads, masked_calls, _), (same_logits, same_grads, sequence_calls, none) = results
+    assert masked_calls == [(4, 4, 39, False, False)] * 2  # whole rows under the mask, keys repeated per head
+    assert none == 0  # no mask is built for packed rows attended per sequence; padded rows keep theirs:
+    calls.clear()
+    with torch.no_grad():
+        per_sequence(**model_inputs(collate_padded(EXAMPLES, pad_id=0)))
+    assert len(masks) == 1 and calls == [(4, 4, 38, False, False)] * 2
+    lengths = batch["cu_seq_lens_q"].diff().tolist()
+    assert lengths == [25, 14, 38, 1, 8, 17, 14]
+    assert sequence_calls == [(4, 2, n, True, n > 1) for _ in range(2) for n in lengths]
+    real = batch["example_index"] >= 0
+    torch.testing.assert_close(same_logits[real], logits[real], atol=1e-5, rtol=1e-5)
+    for grad, same in zip(grads, same_grads):
+        torch.testing.assert_close(same, grad, atol=1e-5, rtol=1e-5)
+
+
+def test_the_engine_packs_one_row_where_the_model_attends_per_sequence(tiny_model: Path) -> None:
+    from misstep import get_plugins
+    from misstep.training.engine import collator
+
+    loss = get_plugins().create("loss", "sft", {})
+    sdpa = load(tiny_model, "sdpa")
+    assert collator(loss, 0, True, sdpa, torch.device("cpu"))(EXAMPLES)["input_ids"].shape == (1, 102)
+    assert collator(loss, 0, True, sdpa, torch.device("cuda"))(EXAMPLES)["input_ids"].shape == (3, 38)
+    # eager attends over whole rows: rows as long as the longest example
+    assert collator(loss, 0, True, load(tiny_model, "eager"), "cpu")(EXAMPLES)["input_ids"].shape == (3, 38)
+    assert collator(loss, 0, False, sdpa, "cpu")(EXAMPLES)["input_ids"].shape == (5, 38)

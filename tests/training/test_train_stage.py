@@ -212,23 +212,24 @@ class ProbePlugin:
         register(CheckpointingProbe)
 
 
-def test_gradient_checkpointing_with_lora_and_packing_changes_nothing(tiny_model: Path, tmp_path: Path) -> None:
+def test_gradient_checkpointing_full_or_selective_with_lora_and_packing_changes_nothing(tiny_model: Path, tmp_path: Path) -> None:
     examples = write_examples(tmp_path / "examples.jsonl", vary=True)
     plugins = misstep.Plugins(entry_points=False)
     plugins.add(ProbePlugin(), "probe")
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
     stages = [train_stage(name=name, packing=True, gradient_checkpointing=checkpointing,
                           loss={"use": "checkpointing-probe"})
-              for name, checkpointing in (("plain", False), ("checkpointed", True))]
+              for name, checkpointing in (("plain", False), ("checkpointed", True), ("selective", "selective"))]
     CheckpointingProbe.seen = []
     run = run_recipe(recipe(tiny_model, examples, *stages, lora=lora, plugins=plugins), run_dir=tmp_path / "run",
                      plugins=plugins, quiet=True)
-    assert CheckpointingProbe.seen == [False] * 3 + [True] * 3
-    plain, checkpointed = (load_file(run.dir / name / "model" / "adapter_model.safetensors")
-                           for name in ("plain", "checkpointed"))
+    assert CheckpointingProbe.seen == [False] * 3 + [True] * 6
+    plain, checkpointed, selective = (load_file(run.dir / name / "model" / "adapter_model.safetensors")
+                                      for name in ("plain", "checkpointed", "selective"))
     assert any(key.endswith("lora_B.weight") and plain[key].abs().sum() > 0 for key in plain)  # trained
     for key in plain:
         torch.testing.assert_close(checkpointed[key], plain[key], atol=2e-5, rtol=1e-4, msg=key)
+        torch.testing.assert_close(selective[key], plain[key], atol=2e-5, rtol=1e-4, msg=key)
 
 
 def signed_examples(path: Path) -> Path:

@@ -28,7 +28,7 @@ from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
 from misstep.specs import LoraSpec, ModelSpec
 from misstep.training import checkpointing
-from misstep.training.attention import share_float_masks
+from misstep.training.attention import attends_per_sequence, share_float_masks
 from misstep.training.checkpointing import Checkpointing
 from misstep.training.checkpoints import last_complete_checkpoint
 from misstep.training.encode import Encoded
@@ -70,7 +70,8 @@ class Collator:
 
     loss: Loss[Any]
     pad_id: int
-    packing: bool  # rows as long as the batch's longest example: sdpa/eager attend over whole rows
+    packing: bool
+    one_row: bool = False  # packed: each batch in one row, else rows as long as its longest example (collator())
 
     def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
         if type(self.loss).collate is not Loss.collate:
@@ -82,8 +83,17 @@ class Collator:
         from misstep.training import packing
 
         if self.packing:
-            return packing.collate_packed(features, pad_id=self.pad_id)
+            budget = sum(len(feature.input_ids) for feature in features) if self.one_row else None
+            return packing.collate_packed(features, max_tokens=budget, pad_id=self.pad_id)
         return packing.collate_padded(features, self.pad_id)
+
+
+def collator(loss: Loss[Any], pad_id: int, packing: bool, model: Any, device: Any) -> Collator:
+    """The batches for ``loss`` on ``model``: packed, each batch in one row where the model attends packed rows
+    one sequence at a time on ``device`` (:func:`misstep.training.attention.attends_per_sequence`), else in rows
+    as long as its longest example (attention under a mask costs a row's whole width); padded without
+    ``packing``."""
+    return Collator(loss, pad_id, packing, attends_per_sequence(model, device))
 
 
 def _trainer_class() -> type:
@@ -211,8 +221,8 @@ def train(job: Job, loss: Loss[Any], log: Callable[[str], None] = print) -> dict
         attach_reference(dataset, model.to(arguments.device), folder=job.dataset.parent,
                          batch_size=arguments.per_device_train_batch_size, device=arguments.device,
                          disable_adapter=job.lora is not None and not job.model.adapter, autocast=autocast, log=log)
-    collator = Collator(loss, tokenizer.pad_token_id, job.packing)
-    trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
+    batches = collator(loss, tokenizer.pad_token_id, job.packing, model, arguments.device)
+    trainer = _trainer_class()(model=model, args=arguments, train_dataset=dataset, data_collator=batches,
                                loss=loss)
     if arguments.disable_tqdm:  # a quiet run: no progress bar, and no log lines printed instead of it
         from transformers import PrinterCallback
