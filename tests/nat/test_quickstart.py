@@ -62,13 +62,14 @@ def test_student_size_must_split_into_heads(tmp_path):
 
 # The quickstart with less of everything (the real one: `misstep quickstart`, about 2.5 minutes on 2 cores):
 # fewer problems, more positives for NAT (it learns sooner), Vanilla and NUT only briefly trained. NAT gets
-# 400 steps: at 300 the student sometimes has the format but not yet the copy of the observation into
-# finish[...] (seeds 0-3: 2%, 67%, 0%, 48%); at 400, seeds 0-4 gave 50%, 63%, 65%, 52%, 35%.
+# 400 steps at 6e-3: at 300 the student sometimes has the format but not yet the copy of the observation
+# into finish[...] (seeds 0-3: 2%, 67%, 0%, 48%); at 400, seeds 0-4 gave 50%, 63%, 65%, 52%, 35%.
 SMALL = [
     "stages.collect.tasks.0.count=400",
     "stages.eval-untrained.tasks.0.count=60",  # the four evaluations share this test set (YAML anchor)
     "stages.reformat-nat.reformatter.pos_num=300", "stages.reformat-nat.reformatter.neg_num=300",
-    "stages.train-nat.max_steps=400", "stages.train-vanilla.max_steps=30", "stages.train-nut.max_steps=30",
+    "stages.train-nat.max_steps=400", "stages.train-nat.learning_rate=6e-3",
+    "stages.train-vanilla.max_steps=30", "stages.train-nut.max_steps=30",
 ]
 
 

@@ -22,7 +22,7 @@ PRETRAINED = [
       for key, value in (("learning_rate", 5e-4), ("max_steps", 40), ("batch_size", 8), ("packing", "true"))),
 ]
 """What ``--model`` sets besides the model: LoRA on every linear layer at a learning rate for LoRA (the
-student built from scratch trains all its weights at 6e-3, which would wreck a pretrained model), fewer and
+student built from scratch trains all its weights at 3e-3, which would wreck a pretrained model), fewer and
 smaller steps (a pretrained model learns the format sooner; each step costs far more on a CPU), packed rows
 and the machine's native precision."""
 
