@@ -262,6 +262,25 @@ def test_packed_rows_are_attended_per_sequence_on_a_cpu(monkeypatch: pytest.Monk
         torch.testing.assert_close(same, grad, atol=1e-5, rtol=1e-5)
 
 
+def test_a_sliding_window_keeps_the_mask_of_packed_rows() -> None:
+    """A model with a sliding window (here Mistral's, 8 tokens, shorter than the sequences) is not attended per
+    sequence on a CPU: packed rows keep transformers' mask, so misstep_sdpa gives sdpa's logits."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=8, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    plain = MistralForCausalLM(config).eval()
+    switched = MistralForCausalLM(copy.deepcopy(config)).eval()
+    switched.load_state_dict(plain.state_dict())
+    assert share_float_masks(switched) and not attends_per_sequence(switched, torch.device("cpu"))
+    batch = collate_packed(EXAMPLES, max_tokens=40)
+    with torch.no_grad():
+        expected, logits = (model(**model_inputs(batch)).logits for model in (plain, switched))
+    real = batch["example_index"] >= 0
+    torch.testing.assert_close(logits[real], expected[real], atol=1e-5, rtol=1e-5)
+
+
 def test_the_engine_packs_one_row_where_the_model_attends_per_sequence(tiny_model: Path) -> None:
     from misstep import get_plugins
     from misstep.training.engine import collator

@@ -19,7 +19,8 @@ under a mask, torch's CPU kernel computes every entry of a row's ``width x width
 with keys and values repeated for every query head; per sequence it computes the causal half of each
 sequence's own scores, with grouped keys as they are. A row then costs only its tokens, so the engine
 packs each batch into one row there (:func:`attends_per_sequence`): no padding at all. On a GPU, where
-each call is a kernel launch, packed rows keep the mask.
+each call is a kernel launch, and for models with a sliding window (:func:`has_sliding_window`), packed
+rows keep the mask.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def float_sdpa_mask(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
 def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> tuple[Any, None]:
     """transformers' sdpa attention (``[rows, heads, width, head size]`` in, ``[rows, width, heads, head size]``
     out); on a CPU, packed rows (``cu_seq_lens_q``: where each sequence starts in the flattened rows) are
-    attended one sequence at a time, causally."""
+    attended one sequence at a time, causally, unless the model has a sliding window."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.pop("cu_seq_lens_q", None)
-    if bounds is None or query.device.type != "cpu" or query.shape[2] != key.shape[2]:
+    sliding = has_sliding_window(getattr(module, "config", None))
+    if bounds is None or query.device.type != "cpu" or query.shape[2] != key.shape[2] or sliding:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     rows, heads, width, size = query.shape
 
@@ -73,10 +75,24 @@ def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: A
     return torch.cat(parts, dim=1).view(rows, width, heads, size), None
 
 
+def has_sliding_window(config: Any) -> bool:
+    """Whether a model with ``config`` restricts some layers' attention to a sliding window (Mistral, Gemma 2/3,
+    Qwen2 with ``use_sliding_window``): per-sequence sdpa calls without a mask would not."""
+    if config is None:
+        return False
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if "sliding_attention" in (getattr(text, "layer_types", None) or ()):
+        return True
+    return getattr(text, "sliding_window", None) is not None and getattr(text, "use_sliding_window", None) is not False
+
+
 def attends_per_sequence(model: Any, device: Any) -> bool:
-    """Whether ``model`` attends packed rows one sequence at a time on ``device`` (sdpa, or misstep's, on a CPU)."""
-    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    return getattr(device, "type", device) == "cpu" and implementation in ("sdpa", IMPLEMENTATION)
+    """Whether ``model`` attends packed rows one sequence at a time on ``device`` (sdpa, or misstep's, on a CPU,
+    without a sliding window)."""
+    config = getattr(model, "config", None)
+    implementation = getattr(config, "_attn_implementation", None)
+    return (getattr(device, "type", device) == "cpu" and implementation in ("sdpa", IMPLEMENTATION)
+            and not has_sliding_window(config))
 
 
 def _enter(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -101,6 +117,7 @@ def share_float_masks(model: Any) -> bool:
     AttentionInterface.register(IMPLEMENTATION, packed_sdpa)
     AttentionMaskInterface.register(IMPLEMENTATION, float_sdpa_mask)
     model.set_attn_implementation(IMPLEMENTATION)
-    model.register_forward_pre_hook(_enter, with_kwargs=True)
-    model.register_forward_hook(_leave, with_kwargs=True, always_call=True)
+    if not has_sliding_window(config):  # a sliding window needs the mask: packed rows keep it
+        model.register_forward_pre_hook(_enter, with_kwargs=True)
+        model.register_forward_hook(_leave, with_kwargs=True, always_call=True)
     return True
