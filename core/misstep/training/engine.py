@@ -27,7 +27,7 @@ from misstep.errors import MisstepError
 from misstep.jsonl import iter_json_rows
 from misstep.models import MODEL_INFO, load_model, load_tokenizer
 from misstep.specs import LoraSpec, ModelSpec
-from misstep.training import checkpointing
+from misstep.training import checkpointing, host_memory
 from misstep.training.attention import attends_per_sequence, share_float_masks
 from misstep.training.checkpointing import Checkpointing
 from misstep.training.checkpoints import last_complete_checkpoint
@@ -113,6 +113,18 @@ def _trainer_class() -> type:
             self.loss_is_scaled_for_ga = loss.per_token
             self.metric_sums: dict[str, float] = defaultdict(float)
             self.metric_counts: dict[str, int] = defaultdict(int)
+            # a CPU with gradient checkpointing: keep the C heap's holes out of the peak (see host_memory)
+            self.lean_host = self.args.device.type == "cpu" and host_memory.checkpointed(self.model)
+            if self.lean_host:
+                self.add_callback(host_memory.reuse_gradients(self.model))
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            if not self.lean_host:
+                return super().training_step(model, inputs, num_items_in_batch)
+            host_memory.release()  # what the optimizer step and the previous micro-batch freed
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            host_memory.release()  # the backward pass's activations
+            return loss
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
@@ -122,6 +134,8 @@ def _trainer_class() -> type:
                 if self.args.average_tokens_across_devices:  # the count spans every rank; DDP averages gradients
                     scale = self.accelerator.num_processes
             output = self.loss.compute(model, inputs)
+            if self.lean_host and model.training:
+                host_memory.release()  # the forward pass's, before the backward pass
             loss = output.loss * scale
             if model.training:
                 for key, value in output.metrics.items():
