@@ -32,11 +32,13 @@ def reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return examples, load_model(trained_spec(run.dir / "train" / "model")).state_dict()
 
 
-@pytest.mark.parametrize("deepspeed", [None, "zero3"], ids=["ddp", "deepspeed-zero3"])
-def test_two_processes_train_like_one(deepspeed: str | None, tiny_model: Path, tmp_path: Path,
+@pytest.mark.parametrize(("deepspeed", "checkpointing"), [(None, False), ("zero3", False), (None, True)],
+                         ids=["ddp", "deepspeed-zero3", "ddp-checkpointed"])
+def test_two_processes_train_like_one(deepspeed: str | None, checkpointing: bool, tiny_model: Path, tmp_path: Path,
                                       reference: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    """With checkpointing each rank also zeroes its gradients in place and hands freed memory back."""
     examples, expected = reference
-    stage = train_stage(batch_size=2, processes=2, deepspeed=deepspeed)
+    stage = train_stage(batch_size=2, processes=2, deepspeed=deepspeed, gradient_checkpointing=checkpointing)
     run = run_recipe(recipe(tiny_model, examples, stage), run_dir=tmp_path / "run", quiet=True)
     assert run.outputs["train"]["steps"] == 3
     assert (run.dir / "train" / "workers.log").is_file()

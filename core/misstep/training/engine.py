@@ -113,8 +113,10 @@ def _trainer_class() -> type:
             self.loss_is_scaled_for_ga = loss.per_token
             self.metric_sums: dict[str, float] = defaultdict(float)
             self.metric_counts: dict[str, int] = defaultdict(int)
-            # a CPU with gradient checkpointing: keep the C heap's holes out of the peak (see host_memory)
-            self.lean_host = self.args.device.type == "cpu" and host_memory.checkpointed(self.model)
+            # a CPU with gradient checkpointing: keep the C heap's holes out of the peak (see host_memory);
+            # DeepSpeed manages its gradients itself
+            self.lean_host = (self.args.device.type == "cpu" and host_memory.checkpointed(self.model)
+                              and not self.is_deepspeed_enabled)
             if self.lean_host:
                 self.add_callback(host_memory.reuse_gradients(self.model))
 
