@@ -90,7 +90,8 @@ class TrainStage(Stage["TrainStage.Options"]):
             default=False, description="recompute activations in the backward pass: full (or true) keeps only each "
             "decoder layer's input (least memory, about a third more compute), selective keeps the outputs of "
             "matrix products and attention and recomputes the element-wise operations (about half the "
-            "activations, a few percent more compute)")
+            "activations, a few percent more compute); on a CPU either also hands freed memory back to the "
+            "system during each step (docs/training.md#memory)")
         packing: Literal["auto"] | bool = Field(
             default="auto", description="padding-free packed batches; auto: on with CUDA (not for ranked and "
             "preference losses)")
