@@ -46,3 +46,9 @@ def enable(model: Any, mode: Checkpointing) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpoint_arguments(mode))
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_arguments(mode))
+
+
+def enabled(model: Any) -> bool:
+    """Whether ``model`` (a transformers or PEFT model) has gradient checkpointing on."""
+    value = getattr(model, "is_activation_checkpointing", None)  # transformers 5; 4 below
+    return bool(getattr(model, "is_gradient_checkpointing", False) if value is None else value)

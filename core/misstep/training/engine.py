@@ -115,7 +115,7 @@ def _trainer_class() -> type:
             self.metric_counts: dict[str, int] = defaultdict(int)
             # a CPU with gradient checkpointing: keep the C heap's holes out of the peak (see host_memory);
             # DeepSpeed manages its gradients itself
-            self.lean_host = (self.args.device.type == "cpu" and host_memory.checkpointed(self.model)
+            self.lean_host = (self.args.device.type == "cpu" and checkpointing.enabled(self.model)
                               and not self.is_deepspeed_enabled)
             if self.lean_host:
                 self.add_callback(host_memory.reuse_gradients(self.model))

@@ -39,12 +39,6 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-def checkpointed(model: Any) -> bool:
-    """Whether ``model`` (a transformers model, or one wrapped by PEFT) has gradient checkpointing on."""
-    value = getattr(model, "is_activation_checkpointing", None)  # transformers 5; 4 below
-    return bool(getattr(model, "is_gradient_checkpointing", False) if value is None else value)
-
-
 def release() -> None:
     """Give the C heap's free pages back to the operating system (a no-op without glibc)."""
     trim = _malloc_trim()
