@@ -110,8 +110,10 @@ def test_sweep_over_negatives_writes_csv_and_plot(tmp_path, monkeypatch):
     folder = tmp_path / "runs" / "quickstart-sweep"
     rows = list(csv.DictReader((folder / "sweep.csv").open()))
     assert [(r["method"], r["neg_num"], r["stage"]) for r in rows] == [
-        ("vanilla", "", "eval-vanilla"), ("nat", "0", "eval-nat-neg0"), ("nat", "20", "eval-nat-neg20")]
-    assert [r["negatives"] for r in rows] == ["0", "0", "20"] and {r["count"] for r in rows} == {"5"}
+        ("untrained", "", "eval-untrained"), ("vanilla", "", "eval-vanilla"), ("nat", "0", "eval-nat-neg0"),
+        ("nat", "20", "eval-nat-neg20")]
+    assert [r["negatives"] for r in rows] == ["", "0", "0", "20"] and {r["count"] for r in rows} == {"5"}
+    assert "| untrained |  |  |  | 1 | 0.00% | 100.00% |" in result.output  # the student before training
     assert (folder / "sweep.png").stat().st_size > 10_000 and "| nat | 20 |" in result.output
     assert json.loads((folder / "train-nat-neg20" / "model" / "misstep.json").read_text())["reformatter"]["neg_num"] == 20
 
@@ -126,7 +128,7 @@ def test_sweep_over_seeds_reports_mean_and_spread(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     folder = tmp_path / "runs" / "quickstart-sweep"
     rows = list(csv.DictReader((folder / "sweep.csv").open()))
-    assert [(r["method"], r["seed"], r["stage"]) for r in rows] == [
+    assert [(r["method"], r["seed"], r["stage"]) for r in rows] == [("untrained", "", "eval-untrained")] + [
         (m, str(s), f"eval-{m}" + ("-s1" if s else "")) for m in ("vanilla", "nut", "nat") for s in (0, 1)]
     nat = next(line for line in result.output.splitlines() if line.startswith("| nat | 600 |"))
     cells = nat.split(" | ")

@@ -55,7 +55,7 @@ def test_sweep_copies_each_chain_with_negatives_per_value():
     assert by_label["train-nat-neg50"]["init"] == "student"
     assert by_label["eval-nat-neg50"]["model"] == "train-nat-neg50"
     assert [(p.method, p.neg_num, p.stage) for p in points] == [
-        ("vanilla", None, "eval-vanilla"), ("nut", 0, "eval-nut-neg0"), ("nat", 0, "eval-nat-neg0"),
+        ("untrained", None, "eval-untrained"), ("vanilla", None, "eval-vanilla"), ("nut", 0, "eval-nut-neg0"), ("nat", 0, "eval-nat-neg0"),
         ("nut", 50, "eval-nut-neg50"), ("nat", 50, "eval-nat-neg50")]
     misstep.validate_recipe(expanded, plugins=misstep.get_plugins())  # the expanded recipe is a valid recipe
     assert data["stages"][2]["reformatter"]["use"] == "vanilla" and len(data["stages"]) == 13  # input untouched
@@ -64,9 +64,9 @@ def test_sweep_copies_each_chain_with_negatives_per_value():
 def test_sweep_picks_methods_and_says_what_is_missing():
     data = misstep.dump_recipe(misstep.load_recipe(quickstart_recipe(), plugins=misstep.get_plugins()))
     _, points = expand(data, [10], ["nat"])
-    assert [(p.method, p.neg_num) for p in points] == [("vanilla", None), ("nat", 10)]
+    assert [(p.method, p.neg_num) for p in points] == [("untrained", None), ("vanilla", None), ("nat", 10)]
     expanded, points = expand(data, [600], ["nat"])  # the recipe's own neg_num: its chain is the point
-    assert expanded == data and [(p.neg_num, p.stage) for p in points][1:] == [(600, "eval-nat")]
+    assert expanded == data and [(p.neg_num, p.stage) for p in points][2:] == [(600, "eval-nat")]
     with pytest.raises(misstep.MisstepError, match="no reformat -> train -> evaluate chain with negatives for vanilla"):
         expand(data, [10], ["vanilla"])
 

@@ -7,7 +7,8 @@ value (the recipe's own chain serves its own value), renamed ``<stage>-neg<N>`` 
 recipe, so the stages they share (collection, the student, Vanilla) run once and the whole sweep
 resumes like any run. With seeds, every chain's training and evaluation is then repeated per seed
 (:mod:`misstep_nat.seeds`) and each point is the mean over the seeds, with its spread. Vanilla's
-accuracy is drawn as a flat reference line. Writes ``sweep.csv`` (one line per run), ``sweep.md`` and
+accuracy, and that of each evaluation of a model no stage trained (the untrained one), are drawn as
+flat reference lines. Writes ``sweep.csv`` (one line per run), ``sweep.md`` and
 ``sweep.png`` into the run folder."""
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def expand(data: dict[str, Any], values: list[int], methods: list[str] | None) -
     if not swept:
         raise misstep.MisstepError("sweep: the recipe has no reformat stage with `neg_num` (nut, nat, nat-k) followed "
                                    "by a train and an evaluate stage; nothing to sweep")
-    points = [Point(c.method, None, label(e)) for c in found if "neg_num" not in c.reformat["reformatter"]
-              for e in c.evaluations]
+    points = baselines(stages) + [Point(c.method, None, label(e)) for c in found
+                                  if "neg_num" not in c.reformat["reformatter"] for e in c.evaluations]
     for value in values:
         for chain in swept:
             if chain.reformat["reformatter"]["neg_num"] == value:  # the recipe's own chain: nothing to add
@@ -87,18 +88,27 @@ def collect_points(run: misstep.Run, points: list[Point], data: dict[str, Any]) 
         point.action_error_rate = float(run.output(point.stage, "action_error_rate"))
         point.avg_turns = float(run.output(point.stage, "avg_turns"))
         point.count = int(run.output(point.stage, "count"))
-        train = by_label.get(str(by_label[point.stage].get("model")), {})
-        summary = run.output(str(train.get("examples")), "summary", None)
+        examples = by_label.get(str(by_label[point.stage].get("model")), {}).get("examples")
+        summary = run.output(str(examples), "summary", None) if examples else None
         if summary is not None:
             kept = misstep.read_json(summary).get("kept", {})
             point.positives, point.negatives = kept.get("positive"), kept.get("negative")
     return points
 
 
+def baselines(stages: list[dict[str, Any]]) -> list[Point]:
+    """A point per evaluation of a model that no stage of the recipe trains (the untrained model), named
+    like the compare stage names it (``eval-untrained`` -> ``untrained``)."""
+    trained = {label(s) for s in stages if s["use"] == "train"}
+    return [Point(label(s).removeprefix("eval-"), None, label(s)) for s in stages
+            if s["use"] == "evaluate" and s.get("model") not in trained]
+
+
 def chain_points(data: dict[str, Any]) -> list[Point]:
-    """A point per evaluation of every method chain, at the chain's own ``neg_num`` (None without negatives)."""
-    return [Point(c.method, c.reformat["reformatter"].get("neg_num"), label(e)) for c in chains(data["stages"])
-            for e in c.evaluations]
+    """The baselines, then a point per evaluation of every method chain, at the chain's own ``neg_num`` (None
+    without negatives)."""
+    return baselines(data["stages"]) + [Point(c.method, c.reformat["reformatter"].get("neg_num"), label(e))
+                                        for c in chains(data["stages"]) for e in c.evaluations]
 
 
 def seeded(data: dict[str, Any], points: list[Point], seeds: list[int]) -> tuple[dict[str, Any], list[Point]]:
@@ -160,7 +170,9 @@ def _plot(points: list[Point], path: Path, title: str) -> None:
             axis.errorbar([x for x, _ in series], [100 * s.mean for _, s in series],
                           yerr=[100 * s.sd for _, s in series], marker="o", capsize=3, label=method.upper())
         for (method, _), spread in ((key, s) for key, s in stats.items() if key[1] is None):
-            axis.axhline(100 * spread.mean, linestyle="--", color="gray", label=f"{method.upper()} (no negatives)")
+            trained = groups(points)[(method, None)][0].positives is not None
+            axis.axhline(100 * spread.mean, linestyle="--", color="gray" if trained else "black",
+                         label=f"{method.upper()} (no negatives)" if trained else method.upper())
         axis.set_xlabel("number of negatives (neg_num)")
     else:
         names = [method for method, _ in stats]
