@@ -173,6 +173,7 @@ def _plot(points: list[Point], path: Path, title: str) -> None:
             trained = groups(points)[(method, None)][0].positives is not None
             axis.axhline(100 * spread.mean, linestyle="--", color="gray" if trained else "black",
                          label=f"{method.upper()} (no negatives)" if trained else method.upper())
+        axis.set_xticks(sorted({n for _, n in swept if n is not None}))
         axis.set_xlabel("number of negatives (neg_num)")
     else:
         names = [method for method, _ in stats]
@@ -182,6 +183,8 @@ def _plot(points: list[Point], path: Path, title: str) -> None:
         for index, (method, neg_num) in enumerate(stats):
             runs = [100 * p.accuracy for p in groups(points)[(method, neg_num)]]
             axis.scatter([index] * len(runs), runs, color="black", s=10, zorder=3)
+    low, high = axis.get_ylim()
+    axis.set_ylim(max(low, -2), max(high, 5))  # no negative accuracies, and a readable scale when all are 0
     axis.set_ylabel("accuracy (%)")
     axis.set_title(title)
     axis.grid(alpha=0.3)
