@@ -55,8 +55,8 @@ def test_sweep_copies_each_chain_with_negatives_per_value():
     assert by_label["train-nat-neg50"]["init"] == "student"
     assert by_label["eval-nat-neg50"]["model"] == "train-nat-neg50"
     assert [(p.method, p.neg_num, p.stage) for p in points] == [
-        ("untrained", None, "eval-untrained"), ("vanilla", None, "eval-vanilla"), ("nut", 0, "eval-nut-neg0"), ("nat", 0, "eval-nat-neg0"),
-        ("nut", 50, "eval-nut-neg50"), ("nat", 50, "eval-nat-neg50")]
+        ("untrained", None, "eval-untrained"), ("vanilla", None, "eval-vanilla"), ("nut", 0, "eval-nut-neg0"),
+        ("nat", 0, "eval-nat-neg0"), ("nut", 50, "eval-nut-neg50"), ("nat", 50, "eval-nat-neg50")]
     misstep.validate_recipe(expanded, plugins=misstep.get_plugins())  # the expanded recipe is a valid recipe
     assert data["stages"][2]["reformatter"]["use"] == "vanilla" and len(data["stages"]) == 13  # input untouched
 
