@@ -160,7 +160,8 @@ def _plot(points: list[Point], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stats = {key: Spread.of([p.accuracy for p in runs]) for key, runs in groups(points).items()}
+    grouped = groups(points)
+    stats = {key: Spread.of([p.accuracy for p in runs]) for key, runs in grouped.items()}
     swept = {key: spread for key, spread in stats.items() if key[1] is not None}
     lines = len({neg_num for _, neg_num in swept}) > 1
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
@@ -170,7 +171,7 @@ def _plot(points: list[Point], path: Path, title: str) -> None:
             axis.errorbar([x for x, _ in series], [100 * s.mean for _, s in series],
                           yerr=[100 * s.sd for _, s in series], marker="o", capsize=3, label=method.upper())
         for (method, _), spread in ((key, s) for key, s in stats.items() if key[1] is None):
-            trained = groups(points)[(method, None)][0].positives is not None
+            trained = grouped[(method, None)][0].positives is not None
             axis.axhline(100 * spread.mean, linestyle="--", color="gray" if trained else "black",
                          label=f"{method.upper()} (no negatives)" if trained else method.upper())
         axis.set_xticks(sorted({n for _, n in swept if n is not None}))
@@ -181,7 +182,7 @@ def _plot(points: list[Point], path: Path, title: str) -> None:
                         capsize=4, color="#3b75af")
         axis.bar_label(bars, fmt="%.1f", fontsize=8)
         for index, (method, neg_num) in enumerate(stats):
-            runs = [100 * p.accuracy for p in groups(points)[(method, neg_num)]]
+            runs = [100 * p.accuracy for p in grouped[(method, neg_num)]]
             axis.scatter([index] * len(runs), runs, color="black", s=10, zorder=3)
     low, high = axis.get_ylim()
     axis.set_ylim(max(low, -2), max(high, 5))  # no negative accuracies, and a readable scale when all are 0
