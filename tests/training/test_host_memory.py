@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +20,45 @@ from misstep.training.engine import _trainer_class, collator
 
 from train_helpers import load_model, varied
 
+
+# Run in a fresh interpreter: in the test process, holes that earlier tests left in the heap are already
+# resident, so new blocks land there and freeing them changes nothing that RSS can see.
+HOLES = """
+import torch
+from misstep.training import host_memory
+
 MIB = 2**20
 
 
-def resident_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def resident_mib():
+    for line in open("/proc/self/status").read().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
+    raise SystemExit("no VmRSS in /proc/self/status")
+
+
+large = torch.ones(16 * MIB // 4)
+del large  # freeing a 16 MiB block raises glibc's mmap threshold above the 2 MiB blocks below
+start = resident_mib()
+pinned, transient = [], []
+for _ in range(128):
+    transient.append(torch.ones(2 * MIB // 4))
+    pinned.append(torch.ones(16 * 1024))  # 64 KiB each, live, between them
+del transient
+held = resident_mib() - start - 8  # minus the 8 MiB still in use
+host_memory.release()
+print(held, resident_mib() - start - 8, len(pinned))
+"""
 
 
 @pytest.mark.skipif(host_memory._malloc_trim() is None, reason="the C library has no malloc_trim (not glibc)")
 def test_release_hands_the_heaps_free_pages_back() -> None:
     """Blocks freed between live ones stay resident in glibc's heap until released."""
-    large = torch.ones(16 * MIB // 4)
-    del large  # freeing a 16 MiB block raises glibc's mmap threshold above the 2 MiB blocks below
-    start = resident_mib()
-    pinned, transient = [], []
-    for _ in range(128):
-        transient.append(torch.ones(2 * MIB // 4))
-        pinned.append(torch.ones(16 * 1024))  # 64 KiB each, live, between them
-    del transient
-    held = resident_mib() - start - 8  # minus the 8 MiB still in use
-    host_memory.release()
-    released = resident_mib() - start - 8
+    child = subprocess.run([sys.executable, "-c", HOLES], capture_output=True, text=True, check=True)
+    held, released, pinned = (float(value) for value in child.stdout.split())
     assert held > 64, f"glibc kept {held:.0f} MiB of the 256 MiB freed: nothing to release"
     assert released < 16, f"{released:.0f} of {held:.0f} MiB freed still resident after release()"
-    assert len(pinned) == 128
+    assert pinned == 128
 
 
 class Gradients(TrainerCallback):
